@@ -1,0 +1,177 @@
+"""Driving the sandbox like a user would: install the CRDs and the chart's identity, run the operator as a
+process under that identity, apply samples. Shared by `bmfleet demo`, the integration tests and the bench,
+so all three exercise the same path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from bmfleet.api.crdgen import dump_yaml
+from bmfleet.api.crds import all_crds
+from bmfleet.sandbox.controlplane import Sandbox, find_repo_root, token_kubeconfig
+from bmfleet.sandbox.kubeconfig import require_loopback
+
+OPERATOR_NAMESPACE = "bmfleet-system"
+RELEASE = "bmfleet"
+T = TypeVar("T")
+
+
+class WaitTimeoutError(AssertionError):
+    """A condition did not become true in time."""
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` (no bare sleeps in callers)."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise WaitTimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def kubectl(sandbox: Sandbox, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    """Run the sandbox's kubectl as admin; only ever against the loopback sandbox."""
+    require_loopback(sandbox.kubeconfig)
+    proc = subprocess.run(
+        [str(sandbox.kubectl), f"--kubeconfig={sandbox.kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout if proc.returncode == 0 else proc.stdout + proc.stderr
+
+
+def install_crds(sandbox: Sandbox) -> None:
+    """Apply the generated CRDs and wait until the API server serves them."""
+    kubectl(sandbox, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=dump_yaml(all_crds()))
+    for crd in all_crds():
+        kubectl(sandbox, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd['metadata']['name']}")
+
+
+def helm_binary(repo: Path) -> Path:
+    """helm, built from the Go module proxy into the cache (no-op when cached)."""
+    out = subprocess.run(["bash", str(repo / "hack" / "build-helm.sh")], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip().splitlines()[-1]) / "helm"
+
+
+def render_chart(repo: Path, namespace: str = OPERATOR_NAMESPACE, **values: str) -> list[dict[str, Any]]:
+    """`helm template` of charts/bmfleet: the manifests a real install would create."""
+    sets = [f"--set={k}={v}" for k, v in values.items()]
+    out = subprocess.run(
+        [
+            str(helm_binary(repo)),
+            "template",
+            RELEASE,
+            str(repo / "charts" / "bmfleet"),
+            "--namespace",
+            namespace,
+            *sets,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def install_operator_identity(sandbox: Sandbox, workdir: Path) -> Path:
+    """Create the chart's ServiceAccount and RBAC (as `helm template` renders them), then return a kubeconfig
+    holding a TokenRequest token for that ServiceAccount: the operator runs with exactly the chart's rights."""
+    repo = find_repo_root()
+    docs = render_chart(repo)
+    identity = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    kubectl(sandbox, "create", "namespace", OPERATOR_NAMESPACE, check=False)
+    kubectl(sandbox, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(identity))
+    sa = next(d for d in identity if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    return token_kubeconfig(sandbox, OPERATOR_NAMESPACE, sa, workdir / "operator.kubeconfig")
+
+
+def create_namespace(sandbox: Sandbox, name: str, enforce: str = "restricted") -> None:
+    """A namespace whose pods must pass Pod Security `enforce` (default: restricted)."""
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": enforce,
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        },
+    }
+    kubectl(sandbox, "apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+
+
+@dataclass
+class OperatorProcess:
+    """`bmfleet operator` as a child process, as it would run in its pod (own identity, own process)."""
+
+    kubeconfig: Path
+    log_path: Path
+    namespaces: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        require_loopback(self.kubeconfig)
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        args = [sys.executable, "-m", "bmfleet.cli.main", "operator", "--verbose"]
+        args += [f"--namespace={n}" for n in self.namespaces]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGINT (kopf's graceful stop), then SIGKILL if it does not exit."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, not a shutdown."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def rss_kib(self) -> int | None:
+        """Resident memory of the operator process, from /proc."""
+        if self.proc is None:
+            return None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

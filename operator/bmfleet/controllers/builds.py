@@ -1,0 +1,108 @@
+"""BModelBuild controller: validate, keep one compile Job per stage, report status. Level-based: every
+trigger (create, spec change, resume, any change of a child Job) runs the same `reconcile`."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from bmfleet.api.build import BModelBuildSpec
+from bmfleet.api.shapes import StageShapes
+from bmfleet.controllers.kube import Kube
+from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, worker_image
+from bmfleet.pipeline.status import StageJob, stage_statuses, stalled, summarise
+from bmfleet.pipeline.validate import Problem, parse_spec, referenced_claims, resolve_stages, unsupported_fields
+
+# Builds are reconciled from their own handlers and from their Jobs' events, in kopf's thread pool. A fixed
+# set of striped locks serialises work per build without a per-object dict that would need cleaning up
+# (dask-kubernetes leaked such a dict: its lock keys were built two different ways).
+_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def build_lock(namespace: str, name: str) -> threading.Lock:
+    """The lock that serialises reconciles of one build."""
+    return _LOCKS[zlib.crc32(f"{namespace}/{name}".encode()) % len(_LOCKS)]
+
+
+@dataclass
+class Outcome:
+    """What one reconcile did: the status it wants, Jobs it made or removed, and whether to retry later."""
+
+    status: dict[str, Any]
+    created: list[tuple[int, str]]
+    deleted: list[str]
+    retry_after: float | None = None
+
+
+def _problems(
+    kube: Kube, namespace: str, spec: BModelBuildSpec, config: WorkerConfig
+) -> tuple[list[StageShapes], list[Problem]]:
+    stages, problems = resolve_stages(spec)
+    problems += unsupported_fields(spec)
+    if worker_image(spec, config) is None:
+        problems.append(
+            Problem(
+                "spec.toolchain.image",
+                f"no worker image for toolchain {spec.toolchain.name}: pin one here or configure the operator",
+                reason="NoWorkerImage",
+            )
+        )
+    for field_name, claim in referenced_claims(spec).items():
+        if not kube.pvc_exists(namespace, claim):
+            problems.append(
+                Problem(
+                    field_name,
+                    f"PersistentVolumeClaim {claim!r} not found in namespace {namespace}",
+                    reason="InputNotFound",
+                )
+            )
+    return stages, problems
+
+
+def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig) -> Outcome:
+    """Bring the build's Jobs and status in line with its spec (idempotent)."""
+    meta = body["metadata"]
+    ns, name, uid, generation = meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation", 1))
+    old_status = body.get("status") or {}
+    conditions = list(old_status.get("conditions") or [])
+    existing = kube.list_jobs(ns, name, uid)
+
+    spec, problems = parse_spec(body.get("spec") or {})
+    stages: list[StageShapes] = []
+    if spec is not None:
+        stages, problems = _problems(kube, ns, spec, config)
+    if spec is None or problems:
+        # Jobs of an older spec describe nothing the user asks for now: remove them.
+        for job_name in existing:
+            kube.delete_job(ns, job_name)
+        retry = 10.0 if any(p.reason == "InputNotFound" for p in problems) else None
+        return Outcome(stalled(problems, conditions, generation), [], list(existing), retry)
+
+    image = worker_image(spec, config)
+    assert image is not None  # checked in _problems
+    owner = Owner(name=name, namespace=ns, uid=uid, generation=generation)
+    desired = [build_compile_job(owner, spec, i, shapes, config, image) for i, shapes in enumerate(stages)]
+    desired_names = {m["metadata"]["name"] for m in desired}
+    deleted = [job_name for job_name in existing if job_name not in desired_names]
+    for job_name in deleted:
+        kube.delete_job(ns, job_name)
+    created = []
+    jobs = {n: j for n, j in existing.items() if n in desired_names}
+    for i, manifest in enumerate(desired):
+        job_name = manifest["metadata"]["name"]
+        if job_name not in jobs:
+            jobs[job_name], was_created = kube.create_job(manifest)
+            if was_created:
+                created.append((i, job_name))
+    pairs = enumerate(zip(stages, desired, strict=True))
+    stage_jobs = [StageJob(i, shapes, m["metadata"]["name"]) for i, (shapes, m) in pairs]
+    shapes_status = stage_statuses(stage_jobs, jobs, list(old_status.get("shapes") or []))
+    return Outcome(summarise(shapes_status, conditions, generation), created, deleted)
+
+
+def status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether writing `new` would change anything (None means absent). Unchanged status is not written,
+    so a reconcile that finds nothing new makes no API write and triggers no watch event."""
+    return any(old.get(k) != v for k, v in new.items() if not (v is None and k not in old))

@@ -1,0 +1,91 @@
+"""kopf handlers: thin. They fetch, call `builds.reconcile`, write status when it changed, post Events."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import kopf
+
+from bmfleet.api.common import GROUP, VERSION
+from bmfleet.controllers import settings as operator_settings
+from bmfleet.controllers.builds import Outcome, build_lock, reconcile, status_changed
+from bmfleet.controllers.kube import BUILDS, Kube, NamespaceTerminatingError, make_api_client
+from bmfleet.pipeline.names import LABEL_BUILD
+
+EVENT_TYPES = {
+    "Compiled": "Normal",
+    "Compiling": "Normal",
+    "Pending": "Normal",
+    "Failed": "Warning",
+    "Stalled": "Warning",
+}
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Settings, the API client and the worker configuration, once per process."""
+    operator_settings.apply(settings)
+    memo.kube = Kube(make_api_client())
+    memo.config = operator_settings.worker_config_from_env()
+
+
+@kopf.on.probe(id="builds")
+def probe(memo: kopf.Memo, **_: Any) -> str:
+    """Liveness: the API answers with our identity."""
+    memo.kube.core.get_api_resources(_request_timeout=5)
+    return "ok"
+
+
+@kopf.on.resume(GROUP, VERSION, BUILDS)
+@kopf.on.create(GROUP, VERSION, BUILDS, backoff=3)
+@kopf.on.update(GROUP, VERSION, BUILDS, field="spec", backoff=3)
+def bmodelbuild_reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """A build appeared, changed its spec, or the operator (re)started."""
+    outcome = _reconcile(memo, body.metadata.namespace or "", body.metadata.name or "", logger)
+    if outcome is not None and outcome.retry_after is not None:
+        stalled = next(c for c in outcome.status["conditions"] if c["type"] == "Stalled")
+        raise kopf.TemporaryError(stalled["message"], delay=outcome.retry_after)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_BUILD: kopf.PRESENT})
+def compile_job_event(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """A child Job changed: reconcile its build (found through the controller owner reference)."""
+    owner = next(
+        (o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "BModelBuild" and o.get("controller")),
+        None,
+    )
+    if owner is not None:
+        _reconcile(memo, body.metadata.namespace or "", owner["name"], logger)
+
+
+def _reconcile(memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger) -> Outcome | None:
+    kube: Kube = memo.kube
+    with build_lock(namespace, name):
+        # Read under the lock: a reconcile started by a Job event sees what the previous one wrote.
+        build = kube.get_build(namespace, name)
+        if build is None or build["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            outcome = reconcile(kube, build, memo.config)
+        except NamespaceTerminatingError:
+            logger.debug("namespace %s is terminating; nothing to reconcile", namespace)
+            return None
+        old = build.get("status") or {}
+        if status_changed(old, outcome.status):
+            kube.patch_build_status(namespace, name, outcome.status)
+    _post_events(build, old, outcome, logger)
+    return outcome
+
+
+def _post_events(raw: dict[str, Any], old: dict[str, Any], outcome: Outcome, logger: kopf.Logger) -> None:
+    """Events on transitions only: a Job made or removed, a phase entered."""
+    build = kopf.Body(cast(kopf.RawBody, raw))
+    for index, job in outcome.created:
+        kopf.info(build, reason="JobCreated", message=f"created compile Job {job} for stage {index}")
+    for job in outcome.deleted:
+        kopf.info(build, reason="StaleJobDeleted", message=f"deleted Job {job}: it no longer matches the spec")
+    phase = outcome.status.get("phase")
+    if phase and phase != old.get("phase"):
+        ready = next(c for c in outcome.status["conditions"] if c["type"] == "Ready")
+        kopf.event(build, type=EVENT_TYPES.get(phase, "Normal"), reason=phase, message=ready["message"][:1024])
+        logger.info("phase %s -> %s: %s", old.get("phase"), phase, ready["message"])

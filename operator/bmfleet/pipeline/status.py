@@ -1,0 +1,158 @@
+"""Status from observation: per-stage state from the Jobs, then the conditions and phase that follow.
+
+Pure functions, so the controller only fetches Jobs and writes what these return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bmfleet.api.conditions import COMPILED, READY, RECONCILING, STALLED, Cond, set_condition
+from bmfleet.api.shapes import StageShapes, format_shapes
+from bmfleet.pipeline.validate import Problem
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """A stage and the name of the Job that compiles it."""
+
+    index: int
+    shapes: StageShapes
+    job_name: str
+
+
+_FMT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _time(value: Any) -> str | None:
+    """Any RFC 3339 form the API or a client gives (Z, +00:00, datetime) as Kubernetes writes it, in UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        try:
+            value = datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    text: str = value.strftime(_FMT)
+    return text
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.strptime(end, _FMT) - datetime.strptime(start, _FMT)).total_seconds()
+
+
+def job_state(job: dict[str, Any]) -> dict[str, Any]:
+    """State, times and failure reason of one Job, from its status as the Job controller writes it."""
+    status = job.get("status") or {}
+    conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    start, end = _time(status.get("startTime")), _time(status.get("completionTime"))
+    out: dict[str, Any] = {"startTime": start}
+    if "Complete" in conds:
+        out.update(state="Succeeded", completionTime=end, seconds=_seconds(start, end))
+    elif "Failed" in conds:
+        failed = conds["Failed"]
+        end = _time(failed.get("lastTransitionTime")) or end
+        out.update(
+            state="Failed",
+            completionTime=end,
+            seconds=_seconds(start, end),
+            reason=failed.get("reason") or "JobFailed",
+            message=(failed.get("message") or "the compile Job failed")[:4096],
+        )
+    elif (status.get("ready") or 0) > 0:
+        out["state"] = "Running"
+    else:
+        out["state"] = "Pending"
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def stage_statuses(
+    stages: list[StageJob], jobs: dict[str, dict[str, Any]], previous: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One status entry per stage. A finished stage whose Job was deleted (TTL, manual cleanup) keeps its
+    last recorded result instead of going back to Pending."""
+    prev_by_job = {p.get("job"): p for p in previous if p.get("state") in ("Succeeded", "Failed")}
+    out = []
+    for stage in stages:
+        entry: dict[str, Any] = {
+            "index": stage.index,
+            "inputs": stage.shapes,
+            "shape": format_shapes(stage.shapes),
+            "job": stage.job_name,
+        }
+        if stage.job_name in jobs:
+            entry.update(job_state(jobs[stage.job_name]))
+        elif stage.job_name in prev_by_job:
+            kept = prev_by_job[stage.job_name]
+            entry.update({k: v for k, v in kept.items() if k not in entry})
+        else:
+            entry["state"] = "Pending"
+        out.append(entry)
+    return out
+
+
+def summarise(
+    shapes: list[dict[str, Any]], conditions: list[dict[str, Any]], generation: int, now: str | None = None
+) -> dict[str, Any]:
+    """Conditions and phase for a build whose spec is valid, from its stage entries."""
+    total = len(shapes)
+    done = sum(1 for s in shapes if s["state"] == "Succeeded")
+    failed = [s for s in shapes if s["state"] == "Failed"]
+    if failed:
+        detail = "; ".join(f"stage {s['index']} ({s['shape']}): {s.get('reason')}: {s.get('message')}" for s in failed)
+        compiled = Cond(COMPILED, "False", "CompileFailed", detail)
+        ready = Cond(READY, "False", "CompileFailed", detail)
+        reconciling = Cond(RECONCILING, "False", "CompileFailed", "no further work for this generation")
+        stalled = Cond(STALLED, "True", "CompileFailed", detail)
+        phase = "Failed"
+    elif done == total:
+        msg = f"all {total} stage(s) compiled"
+        compiled = Cond(COMPILED, "True", "Compiled", msg)
+        ready = Cond(READY, "True", "Compiled", msg)
+        reconciling = Cond(RECONCILING, "False", "Compiled", msg)
+        stalled = Cond(STALLED, "False", "Compiled", msg)
+        phase = "Compiled"
+    else:
+        msg = f"{done}/{total} stage(s) compiled"
+        compiled = Cond(COMPILED, "False", "Compiling", msg)
+        ready = Cond(READY, "False", "Compiling", msg)
+        reconciling = Cond(RECONCILING, "True", "Compiling", msg)
+        stalled = Cond(STALLED, "False", "Compiling", msg)
+        phase = "Compiling" if any(s["state"] == "Running" for s in shapes) or done else "Pending"
+    for cond in (ready, reconciling, stalled, compiled):
+        conditions = set_condition(conditions, cond, generation, now)
+    return {
+        "observedGeneration": generation,
+        "phase": phase,
+        "shapesReady": f"{done}/{total}",
+        "conditions": conditions,
+        "shapes": shapes,
+    }
+
+
+def stalled(
+    problems: list[Problem], conditions: list[dict[str, Any]], generation: int, now: str | None = None
+) -> dict[str, Any]:
+    """Status of a build that cannot proceed until its spec (or what it refers to) changes."""
+    reason = problems[0].reason
+    message = "; ".join(str(p) for p in problems)
+    for cond in (
+        Cond(READY, "False", reason, message),
+        Cond(RECONCILING, "False", reason, "waiting for the spec to be fixed"),
+        Cond(STALLED, "True", reason, message),
+        Cond(COMPILED, "False", reason, message),
+    ):
+        conditions = set_condition(conditions, cond, generation, now)
+    return {
+        "observedGeneration": generation,
+        "phase": "Stalled",
+        "shapesReady": None,
+        "conditions": conditions,
+        "shapes": [],
+    }

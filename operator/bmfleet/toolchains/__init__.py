@@ -1,0 +1,1 @@
+"""bmfleet.toolchains."""
