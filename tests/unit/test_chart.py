@@ -16,14 +16,19 @@ def helm():
 
 
 def test_helm_lint(helm):
-    out = subprocess.run([str(helm), "lint", "--strict", str(ROOT / "charts" / "bmfleet")], capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        [str(helm), "lint", "--strict", str(ROOT / "charts" / "bmfleet")], capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_values_schema_rejects_unknown_values(helm):
-    out = subprocess.run([str(helm), "template", "x", str(ROOT / "charts" / "bmfleet"), "--set", "replicas=3"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [str(helm), "template", "x", str(ROOT / "charts" / "bmfleet"), "--set", "replicas=3"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode != 0 and "additional properties 'replicas' not allowed" in out.stderr
 
 
@@ -38,8 +43,12 @@ def test_rendered_chart_is_least_privilege_and_restricted():
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (c,) = pod["containers"]
-    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert c["args"][0] == "operator" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     binding = docs[("ClusterRoleBinding", "bmfleet-operator")]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "bmfleet", "namespace": "bmfleet-system"}]

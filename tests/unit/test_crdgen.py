@@ -92,7 +92,8 @@ class WidgetSpec(BaseModel):
     burst: Limits = Field(default_factory=lambda: Limits(max_cpu=8), description="Burst limits.")
     fallback: Limits = Limits(min_cpu=2, max_cpu=8)
     target: Target | None = Field(
-        None, description="Single target.",
+        None,
+        description="Single target.",
         json_schema_extra=validations(cel("self.weight <= 50", "too heavy")),
     )
     targets: list[Target] = Field(default_factory=list, json_schema_extra=list_map("deviceName"))
@@ -111,8 +112,9 @@ class WidgetStatus(BaseModel):
 
     model_config = CAMEL
 
-    observed_generation: int | None = Field(None, ge=0, description="Last reconciled generation.",
-                                            json_schema_extra=INT64)
+    observed_generation: int | None = Field(
+        None, ge=0, description="Last reconciled generation.", json_schema_extra=INT64
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
     legacy_conditions: list[dict[str, Any]] = Field(
         default_factory=list, description="Replaced by the canonical schema.", json_schema_extra=CONDITIONS
@@ -170,14 +172,28 @@ def props(spec_schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_no_json_schema_2020_leftovers(spec_schema: dict[str, Any]) -> None:
-    forbidden = {"$ref", "$defs", "title", "anyOf", "oneOf", "allOf", "const", "uniqueItems", "prefixItems",
-                 "propertyNames", "readOnly", "x-bmfleet-condition", "x-bmfleet-schema"}
+    forbidden = {
+        "$ref",
+        "$defs",
+        "title",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "const",
+        "uniqueItems",
+        "prefixItems",
+        "propertyNames",
+        "readOnly",
+        "x-bmfleet-condition",
+        "x-bmfleet-schema",
+    }
     for path, node in walk(spec_schema):
         assert not forbidden & set(node), (path, forbidden & set(node))
         assert node.get("additionalProperties") is not False, path
         assert "default" not in node or node["default"] is not None, path
-        assert "type" in node or node.get("x-kubernetes-int-or-string") or node.get(
-            "x-kubernetes-preserve-unknown-fields"), path
+        assert (
+            "type" in node or node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")
+        ), path
 
 
 def test_root_is_an_object_with_the_docstring_and_aliases(spec_schema: dict[str, Any]) -> None:
@@ -189,32 +205,51 @@ def test_root_is_an_object_with_the_docstring_and_aliases(spec_schema: dict[str,
 
 def test_scalars_enums_literals_and_const(props: dict[str, Any]) -> None:
     assert props["displayName"] == {"type": "string", "description": "Human readable name.", "maxLength": 64}
-    assert props["mode"] == {"type": "string", "description": "Rollout mode.", "enum": ["fast", "safe"],
-                             "default": "safe"}
-    assert props["channel"] == {"type": "string", "description": "Release channel.",
-                                "enum": ["stable", "beta"], "default": "stable"}
+    assert props["mode"] == {
+        "type": "string",
+        "description": "Rollout mode.",
+        "enum": ["fast", "safe"],
+        "default": "safe",
+    }
+    assert props["channel"] == {
+        "type": "string",
+        "description": "Release channel.",
+        "enum": ["stable", "beta"],
+        "default": "stable",
+    }
     assert props["flavour"] == {"type": "string", "enum": ["widget"], "default": "widget"}
     # Literal["low"] | Literal["high"]: anyOf of consts merged into one enum
     assert props["priority"] == {"type": "string", "enum": ["low", "high"], "default": "low"}
 
 
 def test_optional_becomes_the_inner_type_without_null_default(props: dict[str, Any]) -> None:
-    assert props["replicas"] == {"type": "integer", "minimum": 0,
-                                 "description": "Replica count; unset: operator decides."}
+    assert props["replicas"] == {
+        "type": "integer",
+        "minimum": 0,
+        "description": "Replica count; unset: operator decides.",
+    }
     # a *required* Optional keeps null as a legal value
-    assert props["mustSay"] == {"type": "string", "description": "Required, but may be null.",
-                                "nullable": True}
+    assert props["mustSay"] == {"type": "string", "description": "Required, but may be null.", "nullable": True}
 
 
 def test_maps_any_and_nested_lists(props: dict[str, Any]) -> None:
     # default_factory=dict: no schema default (absent and {} mean the same to pydantic)
-    assert props["labels"] == {"type": "object", "additionalProperties": {"type": "string"},
-                               "description": "Free-form labels."}
-    assert props["settings"] == {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                                 "description": "Opaque settings map."}
+    assert props["labels"] == {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "description": "Free-form labels.",
+    }
+    assert props["settings"] == {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "description": "Opaque settings map.",
+    }
     assert props["blob"] == {"x-kubernetes-preserve-unknown-fields": True, "description": "Anything at all."}
-    assert props["shapes"] == {"type": "array", "description": "Input shapes.",
-                               "items": {"type": "array", "items": {"type": "integer"}}}
+    assert props["shapes"] == {
+        "type": "array",
+        "description": "Input shapes.",
+        "items": {"type": "array", "items": {"type": "integer"}},
+    }
 
 
 def test_nullable_only_where_null_differs_from_absent() -> None:
@@ -245,14 +280,27 @@ def test_nullable_only_where_null_differs_from_absent() -> None:
 
 
 def test_set_int_or_string_and_bounds(props: dict[str, Any]) -> None:
-    assert props["tags"] == {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set",
-                             "description": "Unique tags."}
-    assert props["surge"] == {"x-kubernetes-int-or-string": True, "default": 1,
-                              "description": "Absolute number or percentage."}
+    assert props["tags"] == {
+        "type": "array",
+        "items": {"type": "string"},
+        "x-kubernetes-list-type": "set",
+        "description": "Unique tags.",
+    }
+    assert props["surge"] == {
+        "x-kubernetes-int-or-string": True,
+        "default": 1,
+        "description": "Absolute number or percentage.",
+    }
     weight = props["targets"]["items"]["properties"]["weight"]
     # pydantic's draft-2020 exclusiveMinimum: 0 -> OpenAPI v3 minimum + boolean flag
-    assert weight == {"type": "number", "description": "Share of traffic.", "default": 1.0,
-                      "minimum": 0, "exclusiveMinimum": True, "maximum": 100}
+    assert weight == {
+        "type": "number",
+        "description": "Share of traffic.",
+        "default": 1.0,
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 100,
+    }
 
 
 def test_formats_are_kept_only_where_the_apiserver_knows_them(props: dict[str, Any]) -> None:
@@ -284,7 +332,8 @@ def test_descriptions_field_wins_over_class_docstring(props: dict[str, Any]) -> 
 
 def test_cel_at_model_and_field_level(spec_schema: dict[str, Any], props: dict[str, Any]) -> None:
     assert spec_schema["x-kubernetes-validations"] == [
-        {"rule": "self.displayName != 'forbidden'", "reason": "FieldValueInvalid"}]
+        {"rule": "self.displayName != 'forbidden'", "reason": "FieldValueInvalid"}
+    ]
     # field-level rules on a $ref-typed field land on the field's own node, after the model's rules
     assert props["limits"]["x-kubernetes-validations"] == [
         {"rule": "self.maxCpu >= self.minCpu", "message": "maxCpu < minCpu"},
@@ -292,12 +341,11 @@ def test_cel_at_model_and_field_level(spec_schema: dict[str, Any], props: dict[s
     ]
     # the model-level rule follows the model wherever it is used
     assert props["fallback"]["x-kubernetes-validations"] == [
-        {"rule": "self.maxCpu >= self.minCpu", "message": "maxCpu < minCpu"}]
+        {"rule": "self.maxCpu >= self.minCpu", "message": "maxCpu < minCpu"}
+    ]
     # ... and through Optional[...] (anyOf + $ref) too
-    assert props["target"]["x-kubernetes-validations"] == [
-        {"rule": "self.weight <= 50", "message": "too heavy"}]
-    assert props["epoch"]["x-kubernetes-validations"] == [
-        {"rule": "self >= 0", "message": "no negative epochs"}]
+    assert props["target"]["x-kubernetes-validations"] == [{"rule": "self.weight <= 50", "message": "too heavy"}]
+    assert props["epoch"]["x-kubernetes-validations"] == [{"rule": "self >= 0", "message": "no negative epochs"}]
 
 
 def test_list_map_passthrough(props: dict[str, Any]) -> None:
@@ -309,10 +357,12 @@ def test_list_map_passthrough(props: dict[str, Any]) -> None:
 
 def test_map_key_constraints_become_a_cel_rule(props: dict[str, Any]) -> None:
     assert props["annotations"]["additionalProperties"] == {"type": "string"}
-    assert props["annotations"]["x-kubernetes-validations"] == [{
-        "rule": "self.all(k, size(k) <= 253 && k.matches(r'^[a-z./-]+$'))",
-        "message": "map keys must have at most 253 characters and match ^[a-z./-]+$",
-    }]
+    assert props["annotations"]["x-kubernetes-validations"] == [
+        {
+            "rule": "self.all(k, size(k) <= 253 && k.matches(r'^[a-z./-]+$'))",
+            "message": "map keys must have at most 253 characters and match ^[a-z./-]+$",
+        }
+    ]
 
 
 class LegacyRefStyle(BaseModel):
@@ -320,13 +370,24 @@ class LegacyRefStyle(BaseModel):
 
     model_config = CAMEL
     schema_override: ClassVar[dict[str, Any]] = {
-        "$defs": {"Limits": {"type": "object", "title": "Limits", "description": "From the class.",
-                             "properties": {"a": {"type": "integer", "title": "A"}},
-                             "x-kubernetes-validations": [{"rule": "self.a > 0"}]}},
+        "$defs": {
+            "Limits": {
+                "type": "object",
+                "title": "Limits",
+                "description": "From the class.",
+                "properties": {"a": {"type": "integer", "title": "A"}},
+                "x-kubernetes-validations": [{"rule": "self.a > 0"}],
+            }
+        },
         "type": "object",
         "title": "LegacyRefStyle",
-        "properties": {"limits": {"allOf": [{"$ref": "#/$defs/Limits"}], "description": "From the field.",
-                                  "x-kubernetes-validations": [{"rule": "self.a < 9"}]}},
+        "properties": {
+            "limits": {
+                "allOf": [{"$ref": "#/$defs/Limits"}],
+                "description": "From the field.",
+                "x-kubernetes-validations": [{"rule": "self.a < 9"}],
+            }
+        },
     }
 
     @classmethod
@@ -412,8 +473,7 @@ def test_defaults_must_validate() -> None:
 
 def test_bad_cel_rules_raise() -> None:
     class BadReason(BaseModel):
-        x: int = Field(0, json_schema_extra={
-            "x-kubernetes-validations": [{"rule": "self > 0", "reason": "Nope"}]})
+        x: int = Field(0, json_schema_extra={"x-kubernetes-validations": [{"rule": "self > 0", "reason": "Nope"}]})
 
     with pytest.raises(CRDSchemaError, match="reason"):
         openapi_schema(BadReason)
@@ -439,32 +499,53 @@ def test_set_of_objects_raises() -> None:
 
 
 def test_assert_structural_reports_a_missing_type_with_its_path() -> None:
-    schema = {"type": "object", "properties": {"a": {"type": "object", "properties": {
-        "b": {"description": "no type here"}}}}}
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "object", "properties": {"b": {"description": "no type here"}}}},
+    }
     with pytest.raises(CRDSchemaError, match="missing type") as info:
         assert_structural(schema)
     assert info.value.path == "$.properties.a.properties.b"
 
 
-@pytest.mark.parametrize(("schema", "path", "message"), [
-    ({"type": "object", "additionalProperties": False}, "$", "additionalProperties: false"),
-    ({"type": "array", "items": {"type": "string"}, "uniqueItems": True}, "$", "uniqueItems"),
-    ({"type": "array"}, "$", "needs items"),
-    ({"type": "object", "properties": {"a": {"$ref": "#/x"}}}, "$.properties.a", "'\\$ref' is not supported"),
-    ({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}},
-     "$", "mutually exclusive"),
-    ({"type": "object", "required": ["b"], "properties": {"a": {"type": "string"}}}, "$", "'b' is not in"),
-    ({"type": "integer", "minimum": 0, "exclusiveMinimum": 0}, "$", "boolean"),
-    ({"type": "string", "format": "duration"}, "$", "format 'duration'"),
-    ({"type": "string", "default": 3}, "$", "invalid default"),
-    ({"type": "integer", "x-kubernetes-int-or-string": True}, "$", "type must be empty"),
-    ({"type": "array", "items": {"type": "object", "properties": {"k": {"type": "string"}}},
-      "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["k"]},
-     "$", "required or have a default"),
-    ({"type": "object", "properties": {"a": {"type": "string"}},
-      "anyOf": [{"type": "object", "properties": {"a": {"type": "string"}}}]},
-     "$.anyOf[0]", "must not be set"),
-])
+@pytest.mark.parametrize(
+    ("schema", "path", "message"),
+    [
+        ({"type": "object", "additionalProperties": False}, "$", "additionalProperties: false"),
+        ({"type": "array", "items": {"type": "string"}, "uniqueItems": True}, "$", "uniqueItems"),
+        ({"type": "array"}, "$", "needs items"),
+        ({"type": "object", "properties": {"a": {"$ref": "#/x"}}}, "$.properties.a", "'\\$ref' is not supported"),
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}},
+            "$",
+            "mutually exclusive",
+        ),
+        ({"type": "object", "required": ["b"], "properties": {"a": {"type": "string"}}}, "$", "'b' is not in"),
+        ({"type": "integer", "minimum": 0, "exclusiveMinimum": 0}, "$", "boolean"),
+        ({"type": "string", "format": "duration"}, "$", "format 'duration'"),
+        ({"type": "string", "default": 3}, "$", "invalid default"),
+        ({"type": "integer", "x-kubernetes-int-or-string": True}, "$", "type must be empty"),
+        (
+            {
+                "type": "array",
+                "items": {"type": "object", "properties": {"k": {"type": "string"}}},
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["k"],
+            },
+            "$",
+            "required or have a default",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "string"}},
+                "anyOf": [{"type": "object", "properties": {"a": {"type": "string"}}}],
+            },
+            "$.anyOf[0]",
+            "must not be set",
+        ),
+    ],
+)
 def test_assert_structural_rejects(schema: dict[str, Any], path: str, message: str) -> None:
     with pytest.raises(CRDSchemaError, match=message) as info:
         assert_structural(schema)
@@ -472,13 +553,14 @@ def test_assert_structural_rejects(schema: dict[str, Any], path: str, message: s
 
 
 def test_assert_structural_accepts_junctors_that_only_validate() -> None:
-    assert_structural({
-        "type": "object",
-        "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
-        "oneOf": [{"required": ["a"]}, {"required": ["b"]}],
-    })
-    assert_structural({"x-kubernetes-int-or-string": True,
-                       "anyOf": [{"type": "integer"}, {"type": "string"}]})
+    assert_structural(
+        {
+            "type": "object",
+            "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+            "oneOf": [{"required": ["a"]}, {"required": ["b"]}],
+        }
+    )
+    assert_structural({"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,7 +580,10 @@ def test_condition_schema_is_metav1_condition() -> None:
     assert list(p) == ["type", "status", "observedGeneration", "lastTransitionTime", "reason", "message"]
     assert p["status"]["enum"] == ["True", "False", "Unknown"]
     assert {k: p["observedGeneration"][k] for k in ("type", "format", "minimum")} == {
-        "type": "integer", "format": "int64", "minimum": 0}
+        "type": "integer",
+        "format": "int64",
+        "minimum": 0,
+    }
     assert "nullable" not in p["observedGeneration"]
     assert p["lastTransitionTime"]["format"] == "date-time"
     assert p["reason"]["pattern"] == "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -509,21 +594,35 @@ def test_condition_schema_is_metav1_condition() -> None:
 
 
 def test_condition_model_round_trips_with_camel_case() -> None:
-    cond = Condition(type="Ready", status="True", reason="Reconciled", message="ok",
-                     last_transition_time=datetime(2026, 1, 2, 3, 4, 5), observed_generation=3)
+    cond = Condition(
+        type="Ready",
+        status="True",
+        reason="Reconciled",
+        message="ok",
+        last_transition_time=datetime(2026, 1, 2, 3, 4, 5),
+        observed_generation=3,
+    )
     wire = cond.model_dump(mode="json", by_alias=True, exclude_none=True)
-    assert wire == {"type": "Ready", "status": "True", "observedGeneration": 3,
-                    "lastTransitionTime": "2026-01-02T03:04:05Z", "reason": "Reconciled", "message": "ok"}
+    assert wire == {
+        "type": "Ready",
+        "status": "True",
+        "observedGeneration": 3,
+        "lastTransitionTime": "2026-01-02T03:04:05Z",
+        "reason": "Reconciled",
+        "message": "ok",
+    }
     # metav1.Time on the wire: UTC, whole seconds, Z -- and it reads back
     aware = Condition.model_validate(wire)
     assert aware.last_transition_time == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert aware.model_dump(mode="json", by_alias=True, exclude_none=True) == wire
-    late = cond.model_copy(update={"last_transition_time": datetime(2026, 1, 2, 4, 4, 5, 999,
-                                                                     tzinfo=timezone(timedelta(hours=1)))})
+    late = cond.model_copy(
+        update={"last_transition_time": datetime(2026, 1, 2, 4, 4, 5, 999, tzinfo=timezone(timedelta(hours=1)))}
+    )
     assert late.model_dump(mode="json", by_alias=True)["lastTransitionTime"] == "2026-01-02T03:04:05Z"
     with pytest.raises(ValueError, match="pattern"):
-        Condition(type="Ready", status="True", reason="not a reason!", message="",
-                  last_transition_time=datetime(2026, 1, 1))
+        Condition(
+            type="Ready", status="True", reason="not a reason!", message="", last_transition_time=datetime(2026, 1, 1)
+        )
 
 
 def test_status_uses_the_condition_schema_both_ways() -> None:
@@ -536,10 +635,13 @@ def test_status_uses_the_condition_schema_both_ways() -> None:
     marked = status["properties"]["legacyConditions"]
     assert marked == {**canonical, "description": "Replaced by the canonical schema."}
     # serialization mode: the computed field the operator writes is part of the schema
-    assert status["properties"]["ready"] == {"type": "boolean",
-                                             "description": "True when the Ready condition is True."}
+    assert status["properties"]["ready"] == {"type": "boolean", "description": "True when the Ready condition is True."}
     assert status["properties"]["observedGeneration"] == {
-        "type": "integer", "format": "int64", "minimum": 0, "description": "Last reconciled generation."}
+        "type": "integer",
+        "format": "int64",
+        "minimum": 0,
+        "description": "Last reconciled generation.",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,8 +661,14 @@ def test_crd_envelope(crd: dict[str, Any]) -> None:
     spec = crd["spec"]
     assert spec["group"] == "example.bmfleet.io"
     assert spec["scope"] == "Namespaced"
-    assert spec["names"] == {"kind": "Widget", "listKind": "WidgetList", "plural": "widgets",
-                             "singular": "widget", "shortNames": ["wdg"], "categories": ["bmfleet"]}
+    assert spec["names"] == {
+        "kind": "Widget",
+        "listKind": "WidgetList",
+        "plural": "widgets",
+        "singular": "widget",
+        "shortNames": ["wdg"],
+        "categories": ["bmfleet"],
+    }
     (version,) = spec["versions"]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
     assert version["subresources"] == {"status": {}}
@@ -569,17 +677,27 @@ def test_crd_envelope(crd: dict[str, Any]) -> None:
 def test_crd_printer_columns_end_with_age(crd: dict[str, Any]) -> None:
     columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in columns] == ["Ready", "Mode", "Replicas", "Age"]
-    assert columns[0] == {"name": "Ready", "type": "string", "description": "Ready condition",
-                          "jsonPath": '.status.conditions[?(@.type=="Ready")].status'}
+    assert columns[0] == {
+        "name": "Ready",
+        "type": "string",
+        "description": "Ready condition",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    }
     assert columns[1]["priority"] == 1
     assert columns[2]["format"] == "int32"
     assert columns[-1] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-    own_age = CRDSpec(group="a.io", kind="A", plural="as", singular="a", version="v1",
-                      printer_columns=(PrinterColumn("Age", "date", ".metadata.creationTimestamp", "mine"),))
-    ages = [c for c in build_crd(own_age, Cat, Dog)["spec"]["versions"][0]["additionalPrinterColumns"]
-            if c["name"] == "Age"]
-    assert ages == [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp",
-                     "description": "mine"}]
+    own_age = CRDSpec(
+        group="a.io",
+        kind="A",
+        plural="as",
+        singular="a",
+        version="v1",
+        printer_columns=(PrinterColumn("Age", "date", ".metadata.creationTimestamp", "mine"),),
+    )
+    ages = [
+        c for c in build_crd(own_age, Cat, Dog)["spec"]["versions"][0]["additionalPrinterColumns"] if c["name"] == "Age"
+    ]
+    assert ages == [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": "mine"}]
 
 
 def test_crd_root_schema(crd: dict[str, Any]) -> None:
@@ -613,11 +731,12 @@ def test_crd_spec_validates_names() -> None:
 
 def test_yaml_is_deterministic_and_readable(crd: dict[str, Any]) -> None:
     first = dump_yaml([crd, crd])
-    again = dump_yaml([build_crd(WIDGET, WidgetSpec, WidgetStatus),
-                       build_crd(WIDGET, WidgetSpec, WidgetStatus)])
+    again = dump_yaml([build_crd(WIDGET, WidgetSpec, WidgetStatus), build_crd(WIDGET, WidgetSpec, WidgetStatus)])
     assert first.encode() == again.encode()
-    assert first.startswith("---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
-                            "metadata:\n  name: widgets.example.bmfleet.io\nspec:\n")
+    assert first.startswith(
+        "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+        "metadata:\n  name: widgets.example.bmfleet.io\nspec:\n"
+    )
     assert first.count("\n---\n") == 1
     docs = list(yaml.safe_load_all(first))
     assert docs == [crd, crd]
@@ -628,10 +747,26 @@ def test_yaml_is_deterministic_and_readable(crd: dict[str, Any]) -> None:
 
 
 def test_yaml_key_order() -> None:
-    text = dump_yaml([{"zeta": 1, "spec": {"b": 1, "a": 2}, "metadata": {"name": "x"}, "kind": "K",
-                       "apiVersion": "v1", "properties": {"z": {"type": "string"}, "a": {"type": "string"}}}])
+    text = dump_yaml(
+        [
+            {
+                "zeta": 1,
+                "spec": {"b": 1, "a": 2},
+                "metadata": {"name": "x"},
+                "kind": "K",
+                "apiVersion": "v1",
+                "properties": {"z": {"type": "string"}, "a": {"type": "string"}},
+            }
+        ]
+    )
     assert [line.split(":")[0] for line in text.splitlines() if line and not line.startswith((" ", "-"))] == [
-        "apiVersion", "kind", "metadata", "spec", "properties", "zeta"]
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+        "properties",
+        "zeta",
+    ]
     # properties keep the model's field order; other mappings are sorted
     assert text.index("  z:") < text.index("  a:\n    type")
     assert text.index("  a: 2") < text.index("  b: 1")
@@ -656,17 +791,33 @@ def test_crd_passes_kubernetes_validate(crd: dict[str, Any]) -> None:
 def test_model_dumps_validate_against_the_generated_schemas() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     spec = WidgetSpec(
-        display_name="w", must_say="hi", replicas=2, labels={"a": "b"}, shapes=[[1, 3, 224, 224]],
-        target=Target(device_name="dev-1", weight=10), targets=[Target(device_name="dev-2")],
-        tags={"x", "y"}, surge="25%", annotations={"a.io/b": "c"}, settings={"k": [1, {"x": None}]},
+        display_name="w",
+        must_say="hi",
+        replicas=2,
+        labels={"a": "b"},
+        shapes=[[1, 3, 224, 224]],
+        target=Target(device_name="dev-1", weight=10),
+        targets=[Target(device_name="dev-2")],
+        tags={"x", "y"},
+        surge="25%",
+        annotations={"a.io/b": "c"},
+        settings={"k": [1, {"x": None}]},
     )
-    status = WidgetStatus(observed_generation=1, conditions=[Condition(
-        type="Ready", status="True", reason="Reconciled", message="",
-        last_transition_time=datetime(2026, 1, 1, 0, 0, 0))])
+    status = WidgetStatus(
+        observed_generation=1,
+        conditions=[
+            Condition(
+                type="Ready",
+                status="True",
+                reason="Reconciled",
+                message="",
+                last_transition_time=datetime(2026, 1, 1, 0, 0, 0),
+            )
+        ],
+    )
     for model, mode in ((spec, "validation"), (status, "serialization")):
         schema = openapi_schema(type(model), mode=mode)  # type: ignore[arg-type]
         wire = model.model_dump(mode="json", by_alias=True, exclude_none=True)
         jsonschema.Draft4Validator(schema).validate(wire)
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.Draft4Validator(schema).validate(
-                {**wire, "observedGeneration": -1, "displayName": "x" * 65})
+            jsonschema.Draft4Validator(schema).validate({**wire, "observedGeneration": -1, "displayName": "x" * 65})

@@ -12,8 +12,9 @@ from tests.conftest import ROOT
 
 
 def test_committed_generated_files_match_the_code():
-    stale = [str(p.relative_to(ROOT)) for p, text in generated_files(ROOT).items()
-             if not p.exists() or p.read_text() != text]
+    stale = [
+        str(p.relative_to(ROOT)) for p, text in generated_files(ROOT).items() if not p.exists() or p.read_text() != text
+    ]
     assert not stale, f"run `bmfleet generate`: {stale}"
 
 
@@ -29,13 +30,22 @@ def test_crd_is_structural_with_cel_status_and_printer_columns():
     assert_structural(schema, crd_root=True)
     assert version["subresources"] == {"status": {}}
     assert crd["spec"]["names"]["shortNames"] == ["bmb"]
-    assert [c["name"] for c in version["additionalPrinterColumns"]][:5] == ["Ready", "Phase", "Chip", "Shapes", "Toolchain"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]][:5] == [
+        "Ready",
+        "Phase",
+        "Chip",
+        "Shapes",
+        "Toolchain",
+    ]
     spec = schema["properties"]["spec"]
     rules = [r["rule"] for r in spec["x-kubernetes-validations"]]
     assert any("calibration" in r for r in rules) and any("umodel" in r for r in rules)
     assert spec["properties"]["compile"]["properties"]["opt"] == {
-        "type": "integer", "description": "Optimisation level 0, 1 or 2 (bmnetu -opt).", "default": 2,
-        "maximum": 2, "minimum": 0,
+        "type": "integer",
+        "description": "Optimisation level 0, 1 or 2 (bmnetu -opt).",
+        "default": 2,
+        "maximum": 2,
+        "minimum": 0,
     }
     conditions = schema["properties"]["status"]["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map" and conditions["x-kubernetes-list-map-keys"] == ["type"]

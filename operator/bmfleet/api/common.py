@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from bmfleet.api.schema_extras import cel, validations
+
+__all__ = ["API_VERSION", "GROUP", "VERSION", "ApiModel", "Uri", "cel", "validations"]
 
 GROUP = "bmfleet.io"
 VERSION = "v1alpha1"
@@ -19,21 +23,6 @@ SHA256_PATTERN = r"^[a-f0-9]{64}$"
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
 Uri = Annotated[str, Field(min_length=8, max_length=2048, pattern=URI_PATTERN)]
-
-
-def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
-    """One `x-kubernetes-validations` entry: a cross-field rule the API server checks at admission."""
-    out = {"rule": rule, "message": message}
-    if field_path:
-        out["fieldPath"] = field_path
-    if reason:
-        out["reason"] = reason
-    return out
-
-
-def validations(*rules: dict[str, str]) -> dict[str, Any]:
-    """`json_schema_extra` carrying CEL rules for a model or field."""
-    return {"x-kubernetes-validations": list(rules)}
 
 
 class ApiModel(BaseModel):

@@ -108,50 +108,148 @@ SCALAR_TYPES: Final = frozenset({"string", "integer", "number", "boolean"})
 ALLOWED_FORMATS: Final[Mapping[str, frozenset[str]]] = {
     "integer": frozenset({"int32", "int64"}),
     "number": frozenset({"float", "double"}),
-    "string": frozenset({
-        "bsonobjectid", "uri", "email", "hostname", "ipv4", "ipv6", "cidr", "mac",
-        "uuid", "uuid3", "uuid4", "uuid5", "isbn", "isbn10", "isbn13", "creditcard", "ssn",
-        "hexcolor", "rgbcolor", "byte", "password", "date", "date-time", "datetime",
-        "k8s-short-name", "k8s-long-name",
-    }),
+    "string": frozenset(
+        {
+            "bsonobjectid",
+            "uri",
+            "email",
+            "hostname",
+            "ipv4",
+            "ipv6",
+            "cidr",
+            "mac",
+            "uuid",
+            "uuid3",
+            "uuid4",
+            "uuid5",
+            "isbn",
+            "isbn10",
+            "isbn13",
+            "creditcard",
+            "ssn",
+            "hexcolor",
+            "rgbcolor",
+            "byte",
+            "password",
+            "date",
+            "date-time",
+            "datetime",
+            "k8s-short-name",
+            "k8s-long-name",
+        }
+    ),
 }
 
 #: Kubernetes vendor extensions accepted in a CRD schema.
-K8S_EXTENSIONS: Final = frozenset({
-    "x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource",
-    "x-kubernetes-int-or-string", "x-kubernetes-list-map-keys", "x-kubernetes-list-type",
-    "x-kubernetes-map-type", "x-kubernetes-validations",
-})
+K8S_EXTENSIONS: Final = frozenset(
+    {
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-list-type",
+        "x-kubernetes-map-type",
+        "x-kubernetes-validations",
+    }
+)
 
 #: Every key of ``apiextensions.k8s.io/v1`` JSONSchemaProps that a CRD may use.
-_CRD_SCHEMA_KEYS: Final = frozenset({
-    "description", "type", "format", "title", "default", "maximum", "exclusiveMaximum", "minimum",
-    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems",
-    "multipleOf", "enum", "maxProperties", "minProperties", "required", "items", "allOf", "oneOf",
-    "anyOf", "not", "properties", "additionalProperties", "externalDocs", "example", "nullable",
-}) | K8S_EXTENSIONS
+_CRD_SCHEMA_KEYS: Final = (
+    frozenset(
+        {
+            "description",
+            "type",
+            "format",
+            "title",
+            "default",
+            "maximum",
+            "exclusiveMaximum",
+            "minimum",
+            "exclusiveMinimum",
+            "maxLength",
+            "minLength",
+            "pattern",
+            "maxItems",
+            "minItems",
+            "uniqueItems",
+            "multipleOf",
+            "enum",
+            "maxProperties",
+            "minProperties",
+            "required",
+            "items",
+            "allOf",
+            "oneOf",
+            "anyOf",
+            "not",
+            "properties",
+            "additionalProperties",
+            "externalDocs",
+            "example",
+            "nullable",
+        }
+    )
+    | K8S_EXTENSIONS
+)
 
 #: pydantic annotations with no meaning for the apiserver: dropped silently.
-_DROPPED_KEYS: Final = frozenset({
-    "title", "readOnly", "writeOnly", "deprecated", "$comment", "$schema", "$id",
-    "contentEncoding", "contentMediaType", "discriminator",
-})
+_DROPPED_KEYS: Final = frozenset(
+    {
+        "title",
+        "readOnly",
+        "writeOnly",
+        "deprecated",
+        "$comment",
+        "$schema",
+        "$id",
+        "contentEncoding",
+        "contentMediaType",
+        "discriminator",
+    }
+)
 
 #: Validation keywords copied verbatim.
-_COPIED_KEYS: Final = frozenset({
-    "description", "minimum", "maximum", "multipleOf", "minLength", "maxLength", "pattern",
-    "minItems", "maxItems", "minProperties", "maxProperties", "nullable", "example", "externalDocs",
-})
+_COPIED_KEYS: Final = frozenset(
+    {
+        "description",
+        "minimum",
+        "maximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "nullable",
+        "example",
+        "externalDocs",
+    }
+)
 
 #: JSON Schema keywords a CRD cannot express: an error, never a silent loss of validation.
-_UNSUPPORTED_KEYS: Final = frozenset({
-    "prefixItems", "not", "if", "then", "else",
-    "dependentRequired", "dependentSchemas", "dependencies", "contains", "minContains",
-    "maxContains", "unevaluatedProperties", "unevaluatedItems", "additionalItems", "definitions",
-})
+_UNSUPPORTED_KEYS: Final = frozenset(
+    {
+        "prefixItems",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentRequired",
+        "dependentSchemas",
+        "dependencies",
+        "contains",
+        "minContains",
+        "maxContains",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "additionalItems",
+        "definitions",
+    }
+)
 
-_CEL_KEYS: Final = frozenset({"rule", "message", "messageExpression", "reason", "fieldPath",
-                              "optionalOldSelf"})
+_CEL_KEYS: Final = frozenset({"rule", "message", "messageExpression", "reason", "fieldPath", "optionalOldSelf"})
 _LIST_TYPES: Final = frozenset({"atomic", "set", "map"})
 _MAP_TYPES: Final = frozenset({"granular", "atomic"})
 _JUNCTORS: Final = ("allOf", "anyOf", "oneOf")
@@ -216,8 +314,9 @@ class _Transformer:
         self._defs = defs
 
     # -- entry point for any schema node ---------------------------------------------------
-    def node(self, raw: Mapping[str, Any], path: str, stack: tuple[str, ...], *,
-             null_prunable: bool = False) -> dict[str, Any]:
+    def node(
+        self, raw: Mapping[str, Any], path: str, stack: tuple[str, ...], *, null_prunable: bool = False
+    ) -> dict[str, Any]:
         if not isinstance(raw, Mapping):
             raise CRDSchemaError(path, f"expected a schema object, got {raw!r}")
         if SCHEMA_OVERRIDE_KEY in raw:
@@ -232,18 +331,19 @@ class _Transformer:
         return self._plain(schema, path, stack)
 
     # -- $ref / allOf: [{$ref}] ------------------------------------------------------------
-    def _resolve(self, raw: Mapping[str, Any], path: str,
-                 stack: tuple[str, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    def _resolve(
+        self, raw: Mapping[str, Any], path: str, stack: tuple[str, ...]
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
         schema = dict(raw)
         while True:
             if "$ref" in schema:
                 ref = schema.pop("$ref")
                 prefix = "#/$defs/"
-                name = ref[len(prefix):] if isinstance(ref, str) and ref.startswith(prefix) else None
+                name = ref[len(prefix) :] if isinstance(ref, str) and ref.startswith(prefix) else None
                 if name is None or name not in self._defs:
                     raise CRDSchemaError(path, f"cannot resolve $ref {ref!r}")
                 if name in stack:
-                    chain = " -> ".join((*stack[stack.index(name):], name))
+                    chain = " -> ".join((*stack[stack.index(name) :], name))
                     raise CRDSchemaError(
                         path,
                         f"recursive model {chain}: structural CRD schemas cannot express recursion "
@@ -265,8 +365,7 @@ class _Transformer:
         name = raw[SCHEMA_OVERRIDE_KEY]
         factory = SCHEMA_OVERRIDES.get(name) if isinstance(name, str) else None
         if factory is None:
-            raise CRDSchemaError(path, f"unknown {SCHEMA_OVERRIDE_KEY} {name!r}; "
-                                       f"known: {sorted(SCHEMA_OVERRIDES)}")
+            raise CRDSchemaError(path, f"unknown {SCHEMA_OVERRIDE_KEY} {name!r}; known: {sorted(SCHEMA_OVERRIDES)}")
         out = copy.deepcopy(factory())
         if isinstance(raw.get("description"), str):
             out["description"] = raw["description"]
@@ -279,13 +378,15 @@ class _Transformer:
 
     # -- escape hatch: an opaque subtree -------------------------------------------------------
     def _opaque(self, raw: Mapping[str, Any], path: str) -> dict[str, Any]:
-        kept = {k: v for k, v in raw.items()
-                if k in ("description", "default", "type", "nullable") or k in K8S_EXTENSIONS}
+        kept = {
+            k: v for k, v in raw.items() if k in ("description", "default", "type", "nullable") or k in K8S_EXTENSIONS
+        }
         return self._plain(kept, path, ())
 
     # -- unions --------------------------------------------------------------------------------
-    def _union(self, schema: dict[str, Any], path: str, stack: tuple[str, ...], *,
-               null_prunable: bool) -> dict[str, Any]:
+    def _union(
+        self, schema: dict[str, Any], path: str, stack: tuple[str, ...], *, null_prunable: bool
+    ) -> dict[str, Any]:
         if "anyOf" in schema and "oneOf" in schema:
             raise CRDSchemaError(path, "both anyOf and oneOf: not structural")
         key = "anyOf" if "anyOf" in schema else "oneOf"
@@ -309,18 +410,20 @@ class _Transformer:
             out["nullable"] = True
         return out
 
-    def _merge_scalar_union(self, resolved: list[dict[str, Any]], siblings: dict[str, Any], key: str,
-                            path: str, raw: list[Any]) -> dict[str, Any]:
+    def _merge_scalar_union(
+        self, resolved: list[dict[str, Any]], siblings: dict[str, Any], key: str, path: str, raw: list[Any]
+    ) -> dict[str, Any]:
         kinds = [b.get("type") for b in resolved]
         bare = all(_validation_keys(b) <= {"type"} for b in resolved)
         if bare and sorted(map(str, kinds)) == ["integer", "string"]:
             return {**siblings, "x-kubernetes-int-or-string": True}
-        enum_only = all(_validation_keys(b) <= {"type", "enum", "const"} and ("enum" in b or "const" in b)
-                        for b in resolved)
+        enum_only = all(
+            _validation_keys(b) <= {"type", "enum", "const"} and ("enum" in b or "const" in b) for b in resolved
+        )
         if enum_only and len(set(map(str, kinds))) == 1 and kinds[0] in SCALAR_TYPES:
             values: list[Any] = []
             for b in resolved:
-                for v in (b["enum"] if "enum" in b else [b["const"]]):
+                for v in b["enum"] if "enum" in b else [b["const"]]:
                     if v not in values:
                         values.append(v)
             return {**siblings, "type": kinds[0], "enum": values}
@@ -372,9 +475,10 @@ class _Transformer:
                 # field defaulting to None means the same as null: no `nullable` needed there.
                 out["properties"] = {
                     name: self.node(
-                        sub, f"{path}.{name}", stack,
-                        null_prunable=name not in required and isinstance(sub, dict)
-                        and sub.get("default") is None,
+                        sub,
+                        f"{path}.{name}",
+                        stack,
+                        null_prunable=name not in required and isinstance(sub, dict) and sub.get("default") is None,
                     )
                     for name, sub in value.items()
                 }
@@ -415,8 +519,7 @@ class _Transformer:
                 raise CRDSchemaError(path, f"unsupported schema keyword {key!r}")
 
         if key_rules:
-            out["x-kubernetes-validations"] = [*out.get("x-kubernetes-validations", []),
-                                               _map_key_rule(key_rules, path)]
+            out["x-kubernetes-validations"] = [*out.get("x-kubernetes-validations", []), _map_key_rule(key_rules, path)]
         _convert_exclusive_bounds(schema, out)
         self._finish(schema, out, path)
         return out
@@ -439,8 +542,10 @@ class _Transformer:
                 out["x-kubernetes-list-map-keys"] = ["type"]
             if schema.get("uniqueItems") is True:
                 if items.get("type") not in SCALAR_TYPES:
-                    raise CRDSchemaError(path, "a set of non-scalar items cannot be expressed; "
-                                               "use a list with x-kubernetes-list-type: map")
+                    raise CRDSchemaError(
+                        path,
+                        "a set of non-scalar items cannot be expressed; use a list with x-kubernetes-list-type: map",
+                    )
                 out.setdefault("x-kubernetes-list-type", "set")
 
 
@@ -543,8 +648,7 @@ def _convert_exclusive_bounds(schema: Mapping[str, Any], out: dict[str, Any]) ->
 
 
 def _check_extension(key: str, value: Any, path: str) -> None:
-    if key in ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource",
-               "x-kubernetes-int-or-string"):
+    if key in ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string"):
         if not isinstance(value, bool):
             raise CRDSchemaError(path, f"{key} must be a boolean")
         if key == "x-kubernetes-preserve-unknown-fields" and value is not True:
@@ -664,8 +768,9 @@ def assert_structural(schema: Mapping[str, Any], *, path: str = "$", crd_root: b
         if isinstance(meta, Mapping):
             extra = set(meta.get("properties", {})) - {"name", "generateName"}
             if extra or set(meta) - {"type", "description", "properties"}:
-                raise CRDSchemaError(f"{path}.properties.metadata",
-                                     "only metadata.name and metadata.generateName may be constrained")
+                raise CRDSchemaError(
+                    f"{path}.properties.metadata", "only metadata.name and metadata.generateName may be constrained"
+                )
 
 
 def _check_node(node: Any, path: str, *, in_junctor: bool) -> None:
@@ -683,8 +788,7 @@ def _check_node(node: Any, path: str, *, in_junctor: bool) -> None:
     kind = node.get("type")
     if in_junctor:
         if not int_or_string:
-            banned = [k for k in ("type", "description", "default", "additionalProperties", "nullable")
-                      if k in node]
+            banned = [k for k in ("type", "description", "default", "additionalProperties", "nullable") if k in node]
             if banned:
                 raise CRDSchemaError(path, f"{banned[0]!r} must not be set inside allOf/anyOf/oneOf/not")
     elif int_or_string:
@@ -721,8 +825,7 @@ def _check_node(node: Any, path: str, *, in_junctor: bool) -> None:
     addl = node.get("additionalProperties")
     if addl is not None:
         if addl is False:
-            raise CRDSchemaError(path, "additionalProperties: false is not allowed "
-                                       "(unknown fields are pruned anyway)")
+            raise CRDSchemaError(path, "additionalProperties: false is not allowed (unknown fields are pruned anyway)")
         if isinstance(addl, Mapping):
             if props:
                 raise CRDSchemaError(path, "properties and additionalProperties are mutually exclusive")
@@ -736,8 +839,7 @@ def _check_node(node: Any, path: str, *, in_junctor: bool) -> None:
         if not in_junctor and not preserve and addl is None:
             missing = [r for r in required if r not in (props or {})]
             if missing:
-                raise CRDSchemaError(path, f"required field {missing[0]!r} is not in properties "
-                                           "(it would be pruned)")
+                raise CRDSchemaError(path, f"required field {missing[0]!r} is not in properties (it would be pruned)")
 
     items = node.get("items")
     if items is not None:
@@ -767,15 +869,18 @@ def _check_node(node: Any, path: str, *, in_junctor: bool) -> None:
 
 
 def _check_junctor_branch(outer: Mapping[str, Any], branch: Any, path: str, int_or_string: bool) -> None:
-    if int_or_string and isinstance(branch, Mapping) and set(branch) == {"type"} \
-            and branch["type"] in ("integer", "string"):
+    if (
+        int_or_string
+        and isinstance(branch, Mapping)
+        and set(branch) == {"type"}
+        and branch["type"] in ("integer", "string")
+    ):
         return
     _check_node(branch, path, in_junctor=True)
     assert isinstance(branch, Mapping)
     for name in branch.get("properties", {}):
         if name not in outer.get("properties", {}):
-            raise CRDSchemaError(f"{path}.properties.{name}",
-                                 "a field inside a junctor must also be specified outside")
+            raise CRDSchemaError(f"{path}.properties.{name}", "a field inside a junctor must also be specified outside")
     if "items" in branch and "items" not in outer:
         raise CRDSchemaError(f"{path}.items", "items inside a junctor must also be specified outside")
 
@@ -791,8 +896,11 @@ def _check_list_type(node: Mapping[str, Any], path: str) -> None:
         raise CRDSchemaError(path, "x-kubernetes-list-type is only valid on arrays")
     items = node.get("items", {})
     if list_kind == "set":
-        if items.get("type") in ("object", "array") and items.get("x-kubernetes-map-type") != "atomic" \
-                and items.get("x-kubernetes-list-type") != "atomic":
+        if (
+            items.get("type") in ("object", "array")
+            and items.get("x-kubernetes-map-type") != "atomic"
+            and items.get("x-kubernetes-list-type") != "atomic"
+        ):
             raise CRDSchemaError(path, "x-kubernetes-list-type: set needs scalar (or atomic) items")
     elif list_kind == "map":
         if not keys:
@@ -831,8 +939,7 @@ def _value_problem(value: Any, schema: Mapping[str, Any], where: str) -> str | N
         if "pattern" in schema and re.search(schema["pattern"], value) is None:
             return f"{where}={value!r} does not match {schema['pattern']!r}"
     if actual in ("integer", "number"):
-        for bound, exclusive, sign in (("minimum", "exclusiveMinimum", 1),
-                                       ("maximum", "exclusiveMaximum", -1)):
+        for bound, exclusive, sign in (("minimum", "exclusiveMinimum", 1), ("maximum", "exclusiveMaximum", -1)):
             if bound not in schema:
                 continue
             limit = sign * schema[bound]
@@ -876,8 +983,7 @@ def _value_problem(value: Any, schema: Mapping[str, Any], where: str) -> str | N
 _DNS1035: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _VERSION: Final = re.compile(r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$")
 _COLUMN_TYPES: Final = frozenset({"integer", "number", "string", "boolean", "date"})
-_COLUMN_FORMATS: Final = frozenset({"int32", "int64", "float", "double", "byte", "date", "date-time",
-                                    "password"})
+_COLUMN_FORMATS: Final = frozenset({"int32", "int64", "float", "double", "byte", "date", "date-time", "password"})
 
 
 @dataclass(frozen=True)
@@ -935,9 +1041,12 @@ class CRDSpec:
             raise ValueError(f"group {self.group!r} must be a lowercase DNS domain")
         if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", self.kind):
             raise ValueError(f"kind {self.kind!r} must be PascalCase")
-        for what, name in (("plural", self.plural), ("singular", self.singular),
-                           *(("short name", s) for s in self.short_names),
-                           *(("category", c) for c in self.categories)):
+        for what, name in (
+            ("plural", self.plural),
+            ("singular", self.singular),
+            *(("short name", s) for s in self.short_names),
+            *(("category", c) for c in self.categories),
+        ):
             if not _DNS1035.match(name):
                 raise ValueError(f"{what} {name!r} must be a lowercase DNS-1035 label")
         if not _VERSION.match(self.version):
@@ -1004,14 +1113,16 @@ def build_crd(spec: CRDSpec, spec_model: type[BaseModel], status_model: type[Bas
             "group": spec.group,
             "names": names,
             "scope": spec.scope,
-            "versions": [{
-                "name": spec.version,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": root},
-            }],
+            "versions": [
+                {
+                    "name": spec.version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": root},
+                }
+            ],
         },
     }
 
@@ -1025,9 +1136,23 @@ def build_crd(spec: CRDSpec, spec_model: type[BaseModel], status_model: type[Bas
 #: reads apiVersion, kind, metadata, spec, status; CRD names read kind, listKind, plural...;
 #: a version reads name, served, storage; a schema node reads type, format, description.
 _KEY_PRIORITY: Final = (
-    "apiVersion", "kind", "listKind", "plural", "singular", "shortNames", "categories",
-    "metadata", "name", "namespace", "served", "storage", "spec", "status",
-    "type", "format", "description",
+    "apiVersion",
+    "kind",
+    "listKind",
+    "plural",
+    "singular",
+    "shortNames",
+    "categories",
+    "metadata",
+    "name",
+    "namespace",
+    "served",
+    "storage",
+    "spec",
+    "status",
+    "type",
+    "format",
+    "description",
 )
 
 
@@ -1062,5 +1187,12 @@ _Dumper.add_representer(str, _represent_str)
 def dump_yaml(objs: Sequence[Mapping[str, Any]]) -> str:
     """Deterministic multi-document YAML (each document starts with ``---``)."""
     docs = [_ordered(obj) for obj in objs]
-    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                         allow_unicode=True, explicit_start=True, width=120)
+    return yaml.dump_all(
+        docs,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        explicit_start=True,
+        width=120,
+    )

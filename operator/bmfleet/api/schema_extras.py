@@ -65,8 +65,9 @@ PRESERVE_UNKNOWN_FIELDS: Final[dict[str, Any]] = {"x-kubernetes-preserve-unknown
 INT_OR_STRING: Final[dict[str, Any]] = {"x-kubernetes-int-or-string": True}
 
 #: Values the apiserver accepts for ``x-kubernetes-validations[].reason``.
-CEL_REASONS: Final = frozenset({"FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired",
-                                "FieldValueDuplicate"})
+CEL_REASONS: Final = frozenset(
+    {"FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"}
+)
 
 #: metav1.Condition ``type``: a qualified name (optional DNS-subdomain prefix + ``/``), at most 316 chars.
 CONDITION_TYPE_PATTERN: Final = (
@@ -165,15 +166,11 @@ class Condition(BaseModel):
     observed_generation: int | None = Field(
         default=None,
         ge=0,
-        description=(
-            "observedGeneration represents the .metadata.generation that the condition was set based upon."
-        ),
+        description=("observedGeneration represents the .metadata.generation that the condition was set based upon."),
         json_schema_extra=INT64,
     )
     last_transition_time: datetime = Field(
-        description=(
-            "lastTransitionTime is the last time the condition transitioned from one status to another."
-        ),
+        description=("lastTransitionTime is the last time the condition transitioned from one status to another."),
         json_schema_extra={"format": "date-time"},  # kept in serialization mode (the serializer returns str)
     )
     reason: str = Field(
