@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bmfleet.cli.devenv import (
     OperatorProcess,
     create_namespace,
@@ -17,6 +19,7 @@ from bmfleet.cli.devenv import (
     kubectl,
 )
 from bmfleet.sandbox.cli import default_state_dir
+from bmfleet.sandbox.stages import RUN_TIME_ANNOTATION
 from bmfleet.sandbox.controlplane import Sandbox, find_binaries, find_repo_root, load_sandbox, start
 
 NAMESPACE = "bmfleet-demo"
@@ -67,9 +70,12 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"operator running as the chart's ServiceAccount (log: {operator.log_path})")
     try:
         create_namespace(sandbox, NAMESPACE)
-        sample = repo / "docs" / "examples" / "bmodelbuild.yaml"
-        kubectl(sandbox, "delete", "-n", NAMESPACE, "-f", str(sample), "--ignore-not-found", "--wait=true")
-        print(kubectl(sandbox, "apply", "-n", NAMESPACE, "-f", str(sample)).strip())
+        sample = yaml.safe_load((repo / "docs" / "examples" / "bmodelbuild.yaml").read_text())
+        # Simulated nodes finish a compile at once; let them take a few seconds so the progress shows.
+        sample["spec"].setdefault("placement", {})["podAnnotations"] = {RUN_TIME_ANNOTATION: f"{args.run_time}s"}
+        manifest = yaml.safe_dump(sample)
+        kubectl(sandbox, "delete", "-n", NAMESPACE, "bmb", "ssd300", "--ignore-not-found", "--wait=true")
+        print(kubectl(sandbox, "apply", "-n", NAMESPACE, "-f", "-", stdin=manifest).strip())
         last, deadline = "", time.monotonic() + args.timeout
         while time.monotonic() < deadline:
             build = json.loads(kubectl(sandbox, "get", "bmb", "ssd300", "-n", NAMESPACE, "-o", "json"))

@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="sandbox + operator + the seed's two-shape build, followed to the end")
     s.add_argument("--state-dir", default=None, help="sandbox state directory (default .sandbox)")
     s.add_argument("--timeout", type=float, default=180, help="seconds to wait for the build")
+    s.add_argument("--run-time", type=int, default=4, help="seconds a simulated compile takes")
     s.set_defaults(func=_demo)
 
     from bmfleet.sandbox.cli import add_commands

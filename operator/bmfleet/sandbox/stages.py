@@ -4,6 +4,8 @@
   ``terminated{exitCode: 1, reason: Error}`` (stage ``pod-fail``; any pod, Job-owned or not).
 - ``sandbox.bmfleet.io/hold: "true"``: the pod stays Running and never finishes; once the annotation is
   removed (or changed) the usual stage applies.
+- ``sandbox.bmfleet.io/run-time: "3s"``: a Job pod stays Running that long before it completes (a Go duration;
+  default 0), so a demo can show work in progress.
 
 kwok picks at random among stages whose selectors match, so the stock ``pod-complete`` gets the negated
 selectors and :func:`check_disjoint` proves every pair of pod stages can never match the same pod.
@@ -20,6 +22,7 @@ import yaml
 
 OUTCOME_ANNOTATION = "sandbox.bmfleet.io/outcome"
 HOLD_ANNOTATION = "sandbox.bmfleet.io/hold"
+RUN_TIME_ANNOTATION = "sandbox.bmfleet.io/run-time"
 
 STOCK_STAGE_FILES = (
     "node/fast/node-initialize.yaml",
@@ -88,6 +91,10 @@ def sandbox_stages(stock: list[Stage]) -> list[Stage]:
             continue
         expressions: list[Requirement] = stage["spec"]["selector"]["matchExpressions"]
         expressions += [_not_failing(), _not_held()]
+        stage["spec"]["delay"] = {
+            "durationMilliseconds": 0,
+            "durationFrom": {"expressionFrom": annotation_key(RUN_TIME_ANNOTATION)},
+        }
         out.append(_fail_stage())
     if not any(s["metadata"]["name"] == "pod-fail" for s in out):
         raise ValueError("stock stages have no pod-complete stage to narrow")
