@@ -66,7 +66,7 @@ class JobWatch:
             for ev in self._watch.stream(self._batch.list_namespaced_job, NAMESPACE, timeout_seconds=900):
                 if ev["type"] == "ADDED":
                     self.first.setdefault(ev["object"].metadata.labels.get("bmfleet.io/build"), time.monotonic())
-        except Exception:  # noqa: BLE001  (the sandbox stops under the watch at the end of the run)
+        except Exception:  # the sandbox stops under the watch at the end of the run
             return
 
     def stop(self) -> None:

@@ -19,8 +19,8 @@ from bmfleet.cli.devenv import (
     kubectl,
 )
 from bmfleet.sandbox.cli import default_state_dir
-from bmfleet.sandbox.stages import RUN_TIME_ANNOTATION
 from bmfleet.sandbox.controlplane import Sandbox, find_binaries, find_repo_root, load_sandbox, start
+from bmfleet.sandbox.stages import RUN_TIME_ANNOTATION
 
 NAMESPACE = "bmfleet-demo"
 
