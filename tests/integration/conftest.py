@@ -4,6 +4,7 @@ as generated, and the operator as a separate process under the chart's ServiceAc
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     state_dir = tmp_path_factory.mktemp("sandbox")
     sb = start(state_dir, find_binaries(find_repo_root()))
+    # Anything that falls back to the default kubeconfig finds the sandbox, never a real cluster.
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(sb.kubeconfig)
     try:
         require_loopback(sb.kubeconfig)
         install_crds(sb)
@@ -46,6 +50,10 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         for log in (state_dir / "logs").glob("*.log"):
             (ARTIFACTS / f"sandbox-{log.name}").write_bytes(log.read_bytes()[-200_000:])
         stop(state_dir)
+        if previous is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -125,10 +125,16 @@ def test_failed_compile_stalls_with_reason(builds: Builds, operator: OperatorPro
     body["spec"]["compile"] = {"retries": 0}
     body["spec"]["placement"] = {"podAnnotations": {"sandbox.bmfleet.io/outcome": "fail"}}
     builds.create(body)
-    done = builds.wait_condition("fails", "Stalled", "True", timeout=90)
-    st = done["status"]
+    builds.wait_condition("fails", "Stalled", "True", timeout=90)  # as soon as one stage fails
+
+    def both_failed() -> dict[str, Any] | None:
+        st = builds.get("fails")["status"]
+        return st if [s["state"] for s in st["shapes"]] == ["Failed", "Failed"] else None
+
+    st = wait_for(both_failed, 60, "both stages Failed")
     assert st["phase"] == "Failed"
-    assert {s["state"] for s in st["shapes"]} == {"Failed"}
     stalled = next(c for c in st["conditions"] if c["type"] == "Stalled")
-    assert stalled["reason"] == "CompileFailed" and "stage 0 ([4,3,300,300])" in stalled["message"]
+    assert stalled["reason"] == "CompileFailed"
+    assert "stage 0 ([4,3,300,300])" in stalled["message"] and "stage 1 ([1,3,300,300])" in stalled["message"]
+    assert "BackoffLimitExceeded" in stalled["message"]
     assert "Warning" in {e.type for e in builds.events("fails") if e.reason == "Failed"}
