@@ -1,0 +1,1 @@
+"""Test doubles: stand-ins for tools the tests cannot run for real. Never used outside tests."""
