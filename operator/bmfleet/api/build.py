@@ -347,6 +347,9 @@ class ShapeStatus(ApiModel):
     start_time: str | None = Field(None, description="When the Job started (RFC 3339).")
     completion_time: str | None = Field(None, description="When the Job finished (RFC 3339).")
     seconds: float | None = Field(None, description="Wall time of the compile.")
+    digest: str | None = Field(None, description="sha256 of the compiled bmodel, as the worker reported it.")
+    size: int | None = Field(None, ge=0, description="Size of the compiled bmodel in bytes.")
+    toolchain: str | None = Field(None, description="Toolchain and version that compiled it.")
     reason: str | None = Field(None, description="Why the compile failed, machine-readable.")
     message: str | None = Field(None, max_length=4096, description="Why the compile failed, for people.")
 

@@ -12,7 +12,7 @@ from bmfleet.api.build import BModelBuildSpec
 from bmfleet.api.shapes import StageShapes
 from bmfleet.controllers.kube import Kube
 from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, worker_image
-from bmfleet.pipeline.status import StageJob, stage_statuses, stalled, summarise
+from bmfleet.pipeline.status import StageJob, job_state, pod_result, stage_statuses, stalled, summarise
 from bmfleet.pipeline.validate import Problem, parse_spec, referenced_claims, resolve_stages, unsupported_fields
 
 # Builds are reconciled from their own handlers and from their Jobs' events, in kopf's thread pool. A fixed
@@ -98,7 +98,11 @@ def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig) -> Outcome
                 created.append((i, job_name))
     pairs = enumerate(zip(stages, desired, strict=True))
     stage_jobs = [StageJob(i, shapes, m["metadata"]["name"]) for i, (shapes, m) in pairs]
-    shapes_status = stage_statuses(stage_jobs, jobs, list(old_status.get("shapes") or []))
+    # Pods are read only once a Job has finished: that is when a result record exists.
+    finished = any(job_state(j)["state"] in ("Succeeded", "Failed") for j in jobs.values())
+    pods = kube.latest_pods(ns, name) if finished else {}
+    results = {job: r for job, pod in pods.items() if (r := pod_result(pod))}
+    shapes_status = stage_statuses(stage_jobs, jobs, list(old_status.get("shapes") or []), results)
     return Outcome(summarise(shapes_status, conditions, generation), created, deleted)
 
 

@@ -67,6 +67,17 @@ class Kube:
                 out[plain["metadata"]["name"]] = plain
         return out
 
+    def latest_pods(self, namespace: str, build: str) -> dict[str, dict[str, Any]]:
+        """The newest pod of each of the build's Jobs, by Job name (their termination messages carry results)."""
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"{LABEL_BUILD}={build}")
+        out: dict[str, dict[str, Any]] = {}
+        plain_pods = [self._plain(p) for p in pods.items]
+        for plain in sorted(plain_pods, key=lambda p: str(p["metadata"].get("creationTimestamp", ""))):
+            job = (plain["metadata"].get("labels") or {}).get("job-name")
+            if job:
+                out[job] = plain
+        return out
+
     def create_job(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create, or return the existing Job of that name: (job, created)."""
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]

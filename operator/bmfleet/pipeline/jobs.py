@@ -21,8 +21,13 @@ from bmfleet.pipeline.validate import referenced_claims
 
 TPU_RESOURCE = "sophgo.com/tpu"
 CHIP_LABEL = "sophgo.com/chip"
-WORK_DIR = "/work"
-INPUTS_DIR = "/inputs"  # pvc://<claim>/<path> is mounted read-only at /inputs/<claim>/<path>
+# Everything the worker writes lives under one directory of volumes (the root filesystem is read-only).
+POD_ROOT = "/run/bmfleet"
+WORK_DIR = f"{POD_ROOT}/work"
+INPUTS_DIR = f"{POD_ROOT}/inputs"  # pvc://<claim>/<path> is mounted read-only at INPUTS_DIR/<claim>/<path>
+# The worker's result record (JSON) goes where the kubelet reads the termination message: the operator gets
+# digest, size and failure reason from the pod status without any other channel.
+RESULT_PATH = f"{POD_ROOT}/termination-log"
 EXIT_BAD_INPUT = 2  # the worker's exit code for input that no retry can fix (see podFailurePolicy)
 NONROOT_UID = 65532
 
@@ -65,6 +70,7 @@ def compile_args(spec: BModelBuildSpec, shapes: StageShapes) -> list[str]:
         f"--cmp={str(opts.cmp).lower()}",
         f"--mode={opts.mode}",
         f"--outdir={WORK_DIR}/out",
+        f"--result={RESULT_PATH}",
     ]
     optional: list[tuple[str, object | None]] = [
         ("--weights", spec.model.weights_uri),
@@ -139,6 +145,8 @@ def _pod_spec(spec: BModelBuildSpec, shapes: StageShapes, image: str, config: Wo
                     "capabilities": {"drop": ["ALL"]},
                 },
                 "volumeMounts": [{"name": "work", "mountPath": WORK_DIR}],
+                "terminationMessagePath": RESULT_PATH,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
         "volumes": [{"name": "work", "emptyDir": {}}],

@@ -5,6 +5,7 @@ Pure functions, so the controller only fetches Jobs and writes what these return
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -72,8 +73,42 @@ def job_state(job: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+RESULT_FIELDS = ("digest", "size", "toolchain")
+
+
+def pod_result(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The worker's result record from a finished pod's termination message. Not JSON (the kubelet fell back
+    to the log tail because the worker died before writing it): that text becomes the message."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        text = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+        if not text:
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError:
+            return {"message": text[-2048:]}
+        return record if isinstance(record, dict) else {"message": text[-2048:]}
+    return None
+
+
+def _apply_result(entry: dict[str, Any], result: dict[str, Any] | None) -> None:
+    """Worker-reported detail: its failure reason beats the Job controller's generic one."""
+    if not result:
+        return
+    if entry["state"] == "Failed":
+        if result.get("reason"):
+            entry["reason"] = str(result["reason"])
+        if result.get("message"):
+            entry["message"] = str(result["message"])[:4096]
+    elif entry["state"] == "Succeeded":
+        entry.update({k: result[k] for k in RESULT_FIELDS if result.get(k) is not None})
+
+
 def stage_statuses(
-    stages: list[StageJob], jobs: dict[str, dict[str, Any]], previous: list[dict[str, Any]]
+    stages: list[StageJob],
+    jobs: dict[str, dict[str, Any]],
+    previous: list[dict[str, Any]],
+    results: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """One status entry per stage. A finished stage whose Job was deleted (TTL, manual cleanup) keeps its
     last recorded result instead of going back to Pending."""
@@ -88,6 +123,7 @@ def stage_statuses(
         }
         if stage.job_name in jobs:
             entry.update(job_state(jobs[stage.job_name]))
+            _apply_result(entry, (results or {}).get(stage.job_name))
         elif stage.job_name in prev_by_job:
             kept = prev_by_job[stage.job_name]
             entry.update({k: v for k, v in kept.items() if k not in entry})

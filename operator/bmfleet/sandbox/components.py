@@ -1,7 +1,8 @@
-"""Command lines of the five components (control-plane.md §2.4, §3.5, §7.3), all bound to 127.0.0.1."""
+"""Command lines of the sandbox components (control-plane.md §2.4, §3.5, §7.3), all bound to 127.0.0.1."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    kubelet: int
 
 
 def etcd(bin_dir: Path, ports: Ports, data_dir: Path) -> list[str]:
@@ -107,6 +109,18 @@ def kwok(bin_dir: Path, ports: Ports, kubeconfig: Path, config: Path) -> list[st
         f"--server-address=127.0.0.1:{ports.kwok}",
         f"--cidr={POD_CIDR}",
         "--node-lease-duration-seconds=40",
+    ]
+
+
+def kubelet(ports: Ports, kubeconfig: Path, state_dir: Path) -> list[str]:
+    """The sandbox kubelet (runs pods annotated sandbox.bmfleet.io/execute for real)."""
+    return [
+        sys.executable,
+        "-m",
+        "bmfleet.sandbox.kubelet",
+        f"--kubeconfig={kubeconfig}",
+        f"--state-dir={state_dir / 'kubelet'}",
+        f"--port={ports.kubelet}",
     ]
 
 

@@ -131,7 +131,7 @@ def start(state_dir: Path, bin_dir: Path, nodes: tuple[NodeSpec, ...] = FLEET) -
 
 def _start(state_dir: Path, bin_dir: Path, nodes: tuple[NodeSpec, ...]) -> Sandbox:
     began = time.monotonic()
-    ports = components.Ports(*procs.free_ports(6))
+    ports = components.Ports(*procs.free_ports(7))
     pki = make_pki(state_dir / "pki")
     api_url = f"https://127.0.0.1:{ports.apiserver}"
     kubeconfig = write_cert_kubeconfig(

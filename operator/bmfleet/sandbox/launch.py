@@ -16,13 +16,14 @@ from bmfleet.sandbox.state import State
 
 log = logging.getLogger(__name__)
 
-ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubelet")
 TIMEOUTS = {
     "etcd": 30.0,
     "kube-apiserver": 120.0,
     "kube-controller-manager": 60.0,
     "kube-scheduler": 60.0,
     "kwok": 30.0,
+    "kubelet": 30.0,
 }
 KWOK_CONFIG = "kwok.yaml"
 # mkdtemp makes a private 0700 directory, which is the safe way to use the shared tmpfs.
@@ -39,7 +40,7 @@ class Step:
 
 
 def steps(st: State, state_dir: Path, pki: Pki) -> list[Step]:
-    """The five components in start order, each with the probe that says it is ready."""
+    """The components in start order, each with the probe that says it is ready."""
     bin_dir = Path(st.bin_dir)
     kubeconfig = Path(st.kubeconfig)
     ports = components.Ports(**st.ports)
@@ -76,6 +77,12 @@ def steps(st: State, state_dir: Path, pki: Pki) -> list[Step]:
             components.kwok(bin_dir, ports, kubeconfig, state_dir / KWOK_CONFIG),
             ports.kwok,
             lambda: probes.ok(f"http://127.0.0.1:{ports.kwok}/healthz"),
+        ),
+        Step(
+            "kubelet",
+            components.kubelet(ports, kubeconfig, state_dir),
+            ports.kubelet,
+            lambda: probes.ok(f"http://127.0.0.1:{ports.kubelet}/healthz"),
         ),
     ]
 

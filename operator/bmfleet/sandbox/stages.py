@@ -4,6 +4,8 @@
   ``terminated{exitCode: 1, reason: Error}`` (stage ``pod-fail``; any pod, Job-owned or not).
 - ``sandbox.bmfleet.io/hold: "true"``: the pod stays Running and never finishes; once the annotation is
   removed (or changed) the usual stage applies.
+- ``sandbox.bmfleet.io/execute: "true"``: kwok leaves the pod alone (but deletes it when asked); the sandbox
+  kubelet (:mod:`bmfleet.sandbox.kubelet`) runs its command for real.
 - ``sandbox.bmfleet.io/run-time: "3s"``: a Job pod stays Running that long before it completes (a Go duration;
   default 0), so a demo can show work in progress.
 
@@ -23,6 +25,7 @@ import yaml
 OUTCOME_ANNOTATION = "sandbox.bmfleet.io/outcome"
 HOLD_ANNOTATION = "sandbox.bmfleet.io/hold"
 RUN_TIME_ANNOTATION = "sandbox.bmfleet.io/run-time"
+EXECUTE_ANNOTATION = "sandbox.bmfleet.io/execute"  # run for real by the sandbox kubelet, not by kwok
 
 STOCK_STAGE_FILES = (
     "node/fast/node-initialize.yaml",
@@ -87,10 +90,12 @@ def sandbox_stages(stock: list[Stage]) -> list[Stage]:
     for original in stock:
         stage = copy.deepcopy(original)
         out.append(stage)
+        if stage["metadata"]["name"] == "pod-ready":
+            stage["spec"]["selector"]["matchExpressions"].append(_not_executed())
         if stage["metadata"]["name"] != "pod-complete":
             continue
         expressions: list[Requirement] = stage["spec"]["selector"]["matchExpressions"]
-        expressions += [_not_failing(), _not_held()]
+        expressions += [_not_failing(), _not_held(), _not_executed()]
         stage["spec"]["delay"] = {
             "durationMilliseconds": 0,
             "durationFrom": {"expressionFrom": annotation_key(RUN_TIME_ANNOTATION)},
@@ -163,6 +168,10 @@ def _not_held() -> Requirement:
     return {"key": annotation_key(HOLD_ANNOTATION), "operator": "NotIn", "values": ["true"]}
 
 
+def _not_executed() -> Requirement:
+    return {"key": annotation_key(EXECUTE_ANNOTATION), "operator": "NotIn", "values": ["true"]}
+
+
 def _fail_stage() -> Stage:
     return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
@@ -176,6 +185,7 @@ def _fail_stage() -> Stage:
                     {"key": ".status.phase", "operator": "In", "values": ["Running"]},
                     {"key": annotation_key(OUTCOME_ANNOTATION), "operator": "In", "values": ["fail"]},
                     _not_held(),
+                    _not_executed(),
                 ]
             },
             "next": {"statusTemplate": _FAIL_TEMPLATE},

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from bmfleet.api.shapes import ShapeError, StageShapes, parse_shape_string
 
@@ -54,6 +55,7 @@ class CompileRequest:
     channel_format: str | None = None
     keep_aspect_ratio: bool = False
     keep_outputs: bool = False
+    result: str | None = None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--channel-format", choices=["nchw", "nhwc"])
     p.add_argument("--keep-aspect-ratio", type=_bool, default=False)
     p.add_argument("--keep-outputs", type=_bool, default=False)
+    p.add_argument("--result", help="where to write the JSON result record (the pod's termination message)")
     return p
 
 
@@ -97,13 +100,19 @@ def parse(argv: list[str]) -> CompileRequest:
     return CompileRequest(**values)
 
 
+def write_result(path: str | None, record: dict[str, object]) -> None:
+    """The result record the operator reads from the pod's termination message (kept under 4 KiB)."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    if path:
+        Path(path).write_text(text[:4096])
+    print(text)
+
+
 def main(argv: list[str]) -> int:
     """Entry point of the compile Job's container."""
     request = parse(argv)
     print(json.dumps({"request": asdict(request)}, sort_keys=True))
-    print(
-        "bmfleet worker compile: running the toolchain is not implemented in this release "
-        "(the request above was parsed and checked)",
-        file=sys.stderr,
-    )
+    message = "running the toolchain is not implemented in this release (the request was parsed and checked)"
+    print(f"bmfleet worker compile: {message}", file=sys.stderr)
+    write_result(request.result, {"state": "Failed", "reason": "NotImplemented", "message": message})
     return EXIT_NOT_IMPLEMENTED

@@ -1,0 +1,249 @@
+"""A kubelet for the sandbox: runs pods annotated `sandbox.bmfleet.io/execute: "true"` for real.
+
+kwok simulates every other pod. For these, once the scheduler has bound them to a node, this process runs the
+container's command, args and environment as a local process, in a private mount namespace where the pod's
+volumes (emptyDir, and PVCs bound to hostPath/local PVs) appear at their mountPaths, and reports the pod's
+phase, container state, exit code and termination message back through `pods/status`, as a kubelet would.
+The image is not pulled: the process runs with this machine's bmfleet installation on PATH.
+
+    python -m bmfleet.sandbox.kubelet --kubeconfig ADMIN --state-dir DIR --port PORT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+
+from bmfleet.sandbox.controlplane import api_client_for
+from bmfleet.sandbox.podexec import POD_ROOT
+from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
+
+TERMINATION_LIMIT = 4096  # bytes of termination message a kubelet keeps per container
+log = logging.getLogger("bmfleet.sandbox.kubelet")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _conditions(ready: bool, reason: str | None = None) -> list[dict[str, Any]]:
+    now = _now()
+    out: list[dict[str, Any]] = [
+        {"type": t, "status": "True", "lastTransitionTime": now} for t in ("PodScheduled", "Initialized")
+    ]
+    for t in ("ContainersReady", "Ready"):
+        cond = {"type": t, "status": "True" if ready else "False", "lastTransitionTime": now}
+        if reason:
+            cond["reason"] = reason
+        out.append(cond)
+    return out
+
+
+def _container(c: dict[str, Any], state: dict[str, Any], ready: bool) -> dict[str, Any]:
+    return {
+        "name": c["name"],
+        "image": c["image"],
+        "imageID": "",
+        "ready": ready,
+        "restartCount": 0,
+        "started": "running" in state,
+        "state": state,
+    }
+
+
+class PodRun:
+    """One pod's local execution: volumes, the process, and its status reports."""
+
+    def __init__(self, kubelet: LocalKubelet, pod: dict[str, Any]) -> None:
+        self.kubelet = kubelet
+        self.meta: dict[str, Any] = pod["metadata"]
+        self.pod_spec: dict[str, Any] = pod["spec"]
+        (self.container,) = self.pod_spec["containers"]
+        self.dir = kubelet.state_dir / "pods" / self.meta["uid"]
+        self.termination = self.dir / "termination-log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _patch(self, status: dict[str, Any]) -> None:
+        self.kubelet.core.patch_namespaced_pod_status(self.meta["name"], self.meta["namespace"], {"status": status})
+
+    def _volume_paths(self) -> dict[str, Path]:
+        paths = {}
+        for vol in self.pod_spec.get("volumes") or []:
+            if "emptyDir" in vol:
+                paths[vol["name"]] = self.dir / "volumes" / vol["name"]
+                paths[vol["name"]].mkdir(parents=True, exist_ok=True)
+            elif "persistentVolumeClaim" in vol:
+                claim = vol["persistentVolumeClaim"]["claimName"]
+                paths[vol["name"]] = self.kubelet.claim_path(self.meta["namespace"], claim)
+            else:
+                raise RuntimeError(f"volume {vol['name']}: only emptyDir and persistentVolumeClaim run locally")
+        return paths
+
+    def spec(self) -> dict[str, Any]:
+        """What podexec needs: mounts, command, env and working dir of the (single) container."""
+        c = self.container
+        volumes = self._volume_paths()
+        mounts = [
+            (str(volumes[m["name"]]), m["mountPath"], bool(m.get("readOnly"))) for m in c.get("volumeMounts") or []
+        ]
+        self.termination.touch()
+        mounts.append((str(self.termination), c.get("terminationMessagePath") or "/dev/termination-log", False))
+        for _, target, _ in mounts:
+            if not target.startswith(POD_ROOT + "/"):
+                raise RuntimeError(f"{target} is outside {POD_ROOT}, the only place the sandbox mounts into")
+        env = {"PATH": self.kubelet.path, "HOSTNAME": self.meta["name"]}
+        env.update({e["name"]: e.get("value") or "" for e in c.get("env") or []})
+        command = [*(c.get("command") or []), *(c.get("args") or [])]
+        return {"mounts": mounts, "command": command, "env": env, "workingDir": c.get("workingDir")}
+
+    def run(self) -> None:
+        """Start, wait, report. Any error before the start fails the pod with the reason."""
+        c = self.container
+        started = _now()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            spec_file = self.dir / "spec.json"
+            spec_file.write_text(json.dumps(self.spec()))
+            argv = ["unshare", "--mount", "--propagation", "private", "--"]
+            argv += [sys.executable, "-m", "bmfleet.sandbox.podexec", str(spec_file)]
+            with (self.dir / "log").open("wb") as out:
+                self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            running = {"running": {"startedAt": started}}
+            self._patch(
+                {
+                    "phase": "Running",
+                    "startTime": started,
+                    "conditions": _conditions(True),
+                    "containerStatuses": [_container(c, running, ready=True)],
+                }
+            )
+            code = self.proc.wait()
+            message = self._message(code)
+        except Exception as exc:  # a pod the sandbox cannot run fails with the reason, as a kubelet's would
+            code, message = 128, f"sandbox kubelet: {exc}"[:TERMINATION_LIMIT]
+        reason = "Completed" if code == 0 else "Error"
+        terminated = {
+            "terminated": {
+                "exitCode": code,
+                "reason": reason,
+                "message": message,
+                "startedAt": started,
+                "finishedAt": _now(),
+            }
+        }
+        status = {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "conditions": _conditions(False, "PodCompleted" if code == 0 else "PodFailed"),
+            "containerStatuses": [_container(c, terminated, ready=False)],
+        }
+        try:
+            self._patch(status)
+        except client.ApiException as exc:
+            log.info("pod %s gone before its result was reported: %s", self.meta["name"], exc.reason)
+
+    def _message(self, code: int) -> str:
+        text = self.termination.read_text(errors="replace") if self.termination.exists() else ""
+        if not text and code != 0 and self.container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            lines = (self.dir / "log").read_text(errors="replace").splitlines()[-80:]
+            text = "\n".join(lines)
+        return text[-TERMINATION_LIMIT:]
+
+    def finished(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
+
+class LocalKubelet:
+    """Watches bound pods and runs the ones that ask for it."""
+
+    def __init__(self, kubeconfig: Path, state_dir: Path) -> None:
+        self.api = api_client_for(kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self.state_dir = state_dir
+        self.runs: dict[str, PodRun] = {}
+        venv_bin = str(Path(sys.executable).parent)
+        self.path = os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")])
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        out: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return out
+
+    def claim_path(self, namespace: str, claim: str) -> Path:
+        """Host directory of the PV a claim is bound to (hostPath or local PVs only)."""
+        pvc = self._plain(self.core.read_namespaced_persistent_volume_claim(claim, namespace))
+        volume = pvc["spec"].get("volumeName")
+        if not volume:
+            raise RuntimeError(f"claim {claim} is not bound")
+        pv = self._plain(self.core.read_persistent_volume(volume))["spec"]
+        path = (pv.get("hostPath") or pv.get("local") or {}).get("path")
+        if not path:
+            raise RuntimeError(f"PV {volume} is neither hostPath nor local")
+        return Path(path)
+
+    def handle(self, obj: Any) -> None:
+        """Start a run for a newly bound annotated pod; kill the run of a pod being deleted."""
+        pod = self._plain(obj)
+        meta = pod["metadata"]
+        if (meta.get("annotations") or {}).get(EXECUTE_ANNOTATION) != "true" or not pod["spec"].get("nodeName"):
+            return
+        uid = meta["uid"]
+        if meta.get("deletionTimestamp"):
+            if uid in self.runs:
+                self.runs.pop(uid).kill()
+            return
+        if uid in self.runs or (pod.get("status") or {}).get("phase", "Pending") != "Pending":
+            return
+        run = self.runs[uid] = PodRun(self, pod)
+        threading.Thread(target=run.run, name=f"pod-{meta['name']}", daemon=True).start()
+
+    def serve(self) -> None:
+        """Watch forever (each watch lasts a few minutes, then resumes); clean up finished runs between."""
+        while True:
+            w = watch.Watch()
+            pods = self.core.list_pod_for_all_namespaces
+            for event in w.stream(pods, field_selector="spec.nodeName!=", timeout_seconds=300):
+                raw: dict[str, Any] = dict(event or {})
+                if raw.get("type") in ("ADDED", "MODIFIED"):
+                    self.handle(raw["object"])
+            for uid in [u for u, r in self.runs.items() if r.finished()]:
+                shutil.rmtree(self.runs.pop(uid).dir, ignore_errors=True)
+
+
+class _Health(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="sandbox kubelet: runs annotated pods as local processes")
+    parser.add_argument("--kubeconfig", required=True, type=Path)
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--port", required=True, type=int)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    LocalKubelet(args.kubeconfig, args.state_dir).serve()
+
+
+if __name__ == "__main__":
+    main()

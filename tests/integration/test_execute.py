@@ -1,0 +1,27 @@
+"""Jobs that really run: the sandbox kubelet executes the compile pod's own command and environment as a local
+process, and the worker's result record comes back through the pod's termination message into the status."""
+
+from __future__ import annotations
+
+from bmfleet.cli.devenv import OperatorProcess
+from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
+from tests.integration.conftest import Builds, sample
+
+
+def test_compile_pod_runs_its_command_and_reports_back(builds: Builds, operator: OperatorProcess) -> None:
+    body = sample("real")
+    body["spec"]["shapes"] = [{"shape": "[1,3,300,300]"}]
+    body["spec"]["compile"] = {"retries": 0}
+    body["spec"]["placement"] = {"podAnnotations": {EXECUTE_ANNOTATION: "true"}}
+    builds.create(body)
+    done = builds.wait_condition("real", "Stalled", "True", timeout=90)
+
+    (pod,) = builds.pods("real")
+    (cs,) = pod.status.container_statuses
+    # The process really ran: the worker parsed the Job's arguments and wrote its result record.
+    assert cs.state.terminated.exit_code == 3
+    assert '"reason":"NotImplemented"' in cs.state.terminated.message
+    assert pod.spec.node_name in {"bm1684-0", "bm1684-1"}
+    (stage,) = done["status"]["shapes"]
+    assert stage["state"] == "Failed" and stage["reason"] == "NotImplemented"
+    assert "running the toolchain is not implemented" in stage["message"]
