@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export BMFLEET_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup venv controlplane lint generate test unit integration demo bench clean-sandbox
+.PHONY: setup venv controlplane toolchains lint generate test unit integration demo bench clean-sandbox
 
-setup: venv controlplane
+setup: venv controlplane toolchains
 
 venv: $(VENV)/.installed
 
@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 controlplane:
 	bash hack/build-control-plane.sh
 	bash hack/build-helm.sh
+
+toolchains:
+	bash hack/setup-tpu-mlir.sh
 
 generate: venv
 	$(BIN)/bmfleet generate

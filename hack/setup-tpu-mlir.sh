@@ -10,11 +10,15 @@
 #   3. the real torch from PyPI (imported at module level; the cp310 wheel is the CUDA build and runs on CPU);
 #   4. setuptools<81 pinned AFTER torch (torch upgrades it to a release without pkg_resources).
 #
-# Safe to re-run after an interruption: without the stamp, a half-built venv is removed and rebuilt (the pip
-# cache makes the rebuild cheap). A lock keeps two concurrent runs (e.g. two test processes) apart.
+# Safe to re-run after an interruption: without the stamp, a half-built venv is removed and rebuilt. The
+# wheels are kept in a wheelhouse inside pip's cache dir (`pip cache dir`/bmfleet-wheelhouse/tpu-mlir-1.30.2;
+# BMFLEET_WHEELHOUSE overrides): pip's own HTTP cache stays empty behind this registry mirror (its responses
+# carry no cache headers), while `pip wheel -w` skips every file already in the wheelhouse, so a re-run or a
+# rebuild downloads nothing twice; the install itself then runs with --no-index from the wheelhouse.
+# A lock keeps two concurrent runs (e.g. two test processes) apart.
 # Exit codes: 0 ready, 3 no Python 3.10 found, anything else: the install failed (see stderr).
 #
-# Environment: BMFLEET_CACHE (cache root), BMFLEET_PYTHON310 (interpreter to use),
+# Environment: BMFLEET_CACHE (cache root), BMFLEET_PYTHON310 (interpreter to use), BMFLEET_WHEELHOUSE,
 # BMFLEET_TORCH_SPEC (default torch==2.14.1, the release the reference page was written against).
 set -euo pipefail
 VERSION=1.30.2
@@ -25,7 +29,7 @@ VENV=$DIR/venv
 STAMP=$DIR/complete.stamp
 TORCH_SPEC=${BMFLEET_TORCH_SPEC:-torch==2.14.1}
 
-log() { echo "[setup-tpu-mlir] $*" >&2; }
+log() { echo "[setup-tpu-mlir +${SECONDS}s] $*" >&2; }
 
 if [ -f "$STAMP" ] && [ -x "$VENV/bin/model_deploy" ]; then echo "$VENV/bin"; exit 0; fi
 
@@ -61,11 +65,21 @@ rm -f "$STAMP"
 if [ -e "$VENV" ]; then log "removing an unfinished venv from an earlier run"; rm -rf "$VENV"; fi
 "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input)
+REQS=("tpu_mlir[onnx]==$VERSION" psutil "$TORCH_SPEC")
+if [ -z "${BMFLEET_WHEELHOUSE:-}" ] && PIP_CACHE=$("${PIP[@]}" cache dir 2>/dev/null); then
+  WHEELS=$PIP_CACHE/bmfleet-wheelhouse/tpu-mlir-$VERSION
+else
+  WHEELS=${BMFLEET_WHEELHOUSE:-$DIR/wheels}
+fi
+mkdir -p "$WHEELS"
 
-log "pip install tpu_mlir[onnx]==$VERSION psutil $TORCH_SPEC"
-"${PIP[@]}" install "tpu_mlir[onnx]==$VERSION" psutil "$TORCH_SPEC" >&2
-log "pip install 'setuptools<81' (after torch: tpu_mlir imports pkg_resources)"
-"${PIP[@]}" install "setuptools<81" >&2
+log "wheels of ${REQS[*]} and setuptools<81 into $WHEELS (files already there are not downloaded again)"
+"${PIP[@]}" wheel --wheel-dir "$WHEELS" "${REQS[@]}" >&2
+"${PIP[@]}" wheel --wheel-dir "$WHEELS" --no-deps "setuptools<81" >&2
+log "pip install ${REQS[*]} from the wheelhouse"
+"${PIP[@]}" install --no-index --find-links "$WHEELS" "${REQS[@]}" >&2
+log "pip install 'setuptools<81' (after torch, which upgrades it: tpu_mlir imports pkg_resources)"
+"${PIP[@]}" install --no-index --find-links "$WHEELS" "setuptools<81" >&2
 
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 THIRD=$SITE/tpu_mlir/lib/third_party
@@ -84,7 +98,7 @@ log "checking the tools start"
 
 {
   echo "tpu_mlir==$VERSION"
-  "${PIP[@]}" freeze 2>/dev/null | grep -Ei '^(torch|setuptools|onnx|onnxruntime|numpy|psutil)==' || true
+  "${PIP[@]}" freeze --all 2>/dev/null | grep -Ei '^(torch|setuptools|onnx|onnxruntime|numpy|psutil)==' || true
   echo "python=$("$VENV/bin/python" -V 2>&1)"
   echo "seconds=$(($(date +%s) - start))"
   date -u +%Y-%m-%dT%H:%M:%SZ

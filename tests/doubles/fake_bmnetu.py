@@ -105,8 +105,10 @@ def fail(kind: str, net: str) -> None:
         die("F0000 bmcompiler_layer.cpp:412] not supported layer type: ROIAlign (layer roi_align_1)")
     elif kind == "compare":
         print("I0000 bmcompiler_cmp.cpp:95] cmp layer conv1 ... pass", flush=True)
-        die("E0000 bmcompiler_cmp.cpp:131] cmp layer fc7 mismatch: max diff 0.31 > 0.01\n"
-            "F0000 bmcompiler_cmp.cpp:140] compare failed: net result is different from the reference")
+        die(
+            "E0000 bmcompiler_cmp.cpp:131] cmp layer fc7 mismatch: max diff 0.31 > 0.01\n"
+            "F0000 bmcompiler_cmp.cpp:140] compare failed: net result is different from the reference"
+        )
     elif kind == "badalloc":
         die("terminate called after throwing an instance of 'std::bad_alloc'\n  what():  std::bad_alloc", 134)
     elif kind == "oom":

@@ -10,7 +10,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from bmfleet.cli.devenv import OperatorProcess, kubectl, wait_for
-from bmfleet.pipeline.jobs import build_compile_job  # noqa: F401  (documents what built the Jobs)
 from tests.integration.conftest import Builds, sample
 
 BM1684_NODES = {"bm1684-0", "bm1684-1"}

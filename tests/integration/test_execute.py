@@ -13,15 +13,20 @@ def test_compile_pod_runs_its_command_and_reports_back(builds: Builds, operator:
     body["spec"]["shapes"] = [{"shape": "[1,3,300,300]"}]
     body["spec"]["compile"] = {"retries": 0}
     body["spec"]["placement"] = {"podAnnotations": {EXECUTE_ANNOTATION: "true"}}
+    body["spec"]["model"] = {
+        "format": "umodel",
+        "uri": "file:///nonexistent/ssd.prototxt",
+        "weightsUri": "file:///nonexistent/ssd.umodel",
+    }
     builds.create(body)
     done = builds.wait_condition("real", "Stalled", "True", timeout=90)
 
     (pod,) = builds.pods("real")
     (cs,) = pod.status.container_statuses
-    # The process really ran: the worker parsed the Job's arguments and wrote its result record.
-    assert cs.state.terminated.exit_code == 3
-    assert '"reason":"NotImplemented"' in cs.state.terminated.message
+    # The process really ran: the worker looked for its input and wrote its result record.
+    assert cs.state.terminated.exit_code == 2
+    assert '"reason":"BadInput"' in cs.state.terminated.message
     assert pod.spec.node_name in {"bm1684-0", "bm1684-1"}
     (stage,) = done["status"]["shapes"]
-    assert stage["state"] == "Failed" and stage["reason"] == "NotImplemented"
-    assert "running the toolchain is not implemented" in stage["message"]
+    assert stage["state"] == "Failed" and stage["reason"] == "BadInput"
+    assert "file:///nonexistent/ssd.prototxt: not found" in stage["message"]

@@ -83,8 +83,9 @@ def unsupported_op_model() -> onnx.ModelProto:
     rng = np.random.default_rng(1)
     inits = _conv(rng, "conv1", 3, 3)
     nodes = [
-        helper.make_node("Conv", [INPUT_NAME, "conv1_w", "conv1_b"], ["c1"], name="conv1", kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "Conv", [INPUT_NAME, "conv1_w", "conv1_b"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]
+        ),
         helper.make_node("Det", ["c1"], [OUTPUT_NAME], name="det"),
     ]
     graph = helper.make_graph(

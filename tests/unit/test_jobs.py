@@ -106,7 +106,10 @@ def test_tpu_mlir_options_reach_the_worker():
     assert req.mean == [0.0, 1.5, 2.0] and req.scale == [0.5, 0.5, 0.5] and req.pixel_format == "rgb"
     job = build_compile_job(OWNER, spec, 0, [[1, 3, 224, 224]], CONFIG, IMAGE)
     pod = job["spec"]["template"]["spec"]
-    assert {"name": "input-0", "persistentVolumeClaim": {"claimName": "data", "readOnly": True}} in pod["volumes"]
+    assert {"name": "claim-0", "persistentVolumeClaim": {"claimName": "data"}} in pod["volumes"]
+    assert {"name": "claim-0", "mountPath": "/run/bmfleet/inputs/data", "readOnly": True} in pod["containers"][0][
+        "volumeMounts"
+    ]
     assert pod["nodeSelector"] == {"sophgo.com/chip": "bm1684x"}
 
 

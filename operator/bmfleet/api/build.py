@@ -333,7 +333,7 @@ class BModelBuildSpec(ApiModel):
 
 
 ShapeState = Literal["Pending", "Running", "Succeeded", "Failed"]
-Phase = Literal["Pending", "Compiling", "Compiled", "Failed", "Stalled"]
+Phase = Literal["Pending", "Compiling", "Compiled", "Combining", "Combined", "Failed", "Stalled"]
 
 
 class ShapeStatus(ApiModel):
@@ -350,18 +350,38 @@ class ShapeStatus(ApiModel):
     digest: str | None = Field(None, description="sha256 of the compiled bmodel, as the worker reported it.")
     size: int | None = Field(None, ge=0, description="Size of the compiled bmodel in bytes.")
     toolchain: str | None = Field(None, description="Toolchain and version that compiled it.")
+    uri: str | None = Field(None, description="Where the compiled bmodel is stored.")
     reason: str | None = Field(None, description="Why the compile failed, machine-readable.")
     message: str | None = Field(None, max_length=4096, description="Why the compile failed, for people.")
+
+
+class CombineStatus(ApiModel):
+    """The combine step: the per-shape bmodels merged into one (runs when the build has a store)."""
+
+    job: str | None = Field(None, description="Name of the combine Job.")
+    state: ShapeState = Field(description="Pending, Running, Succeeded or Failed.")
+    start_time: str | None = Field(None, description="When the Job started (RFC 3339).")
+    completion_time: str | None = Field(None, description="When the Job finished (RFC 3339).")
+    seconds: float | None = Field(None, description="Wall time of the combine.")
+    uri: str | None = Field(None, description="Where the combined bmodel is stored.")
+    digest: str | None = Field(None, description="sha256 of the combined bmodel.")
+    size: int | None = Field(None, ge=0, description="Size of the combined bmodel in bytes.")
+    stages: int | None = Field(None, ge=0, description="Stages in the combined bmodel.")
+    reason: str | None = Field(None, description="Why the combine failed, machine-readable.")
+    message: str | None = Field(None, max_length=4096, description="Why the combine failed, for people.")
 
 
 class BModelBuildStatus(ApiModel):
     """Observed state; kstatus-compatible (observedGeneration, Ready/Reconciling/Stalled)."""
 
     observed_generation: int | None = Field(None, description="Generation of the spec this status describes.")
-    phase: Phase | None = Field(None, description="Summary for people: Pending, Compiling, Compiled, Failed, Stalled.")
+    phase: Phase | None = Field(
+        None, description="Summary for people: Pending, Compiling, Compiled, Combining, Combined, Failed, Stalled."
+    )
     shapes_ready: str | None = Field(None, description="Compiled stages out of all stages, e.g. 2/2.")
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready, Reconciling, Stalled, Compiled (and later Combined, GatesPassed, Published).",
     )
     shapes: list[ShapeStatus] = Field(default_factory=list, description="One entry per stage.")
+    combine: CombineStatus | None = Field(None, description="The combine step, when the build has a store.")

@@ -12,6 +12,7 @@ READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
 COMPILED = "Compiled"
+COMBINED = "Combined"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 class Kind(enum.Enum):
     SCALAR = "scalar"
     STRING = "string"
-    STRUCT = "struct"  # the only struct is Binary {start:uint64; size:uint64}
+    STRUCT = "struct"  # Binary or RelEntry, stored inline
     TABLE = "table"
     VEC_SCALAR = "[scalar]"
     VEC_STRUCT = "[struct]"
@@ -75,12 +75,38 @@ BINARY_ALIGN = 8
 
 
 @dataclass(frozen=True)
+class StructDef:
+    """A fixed-layout struct: fields in declaration order, no padding needed for the two we have."""
+
+    name: str
+    fields: tuple[tuple[str, Scalar], ...]
+    align: int
+
+    @property
+    def size(self) -> int:
+        return sum(s.width for _, s in self.fields)
+
+    @property
+    def fmt(self) -> str:
+        return "<" + "".join(s.fmt[1] for _, s in self.fields)
+
+
+STRUCTS: dict[str, StructDef] = {
+    "Binary": StructDef("Binary", (("start", Scalar.U64), ("size", Scalar.U64)), 8),
+    # IO_RELOC mode of BM1684X (not in the reference page; present in TPU-MLIR 1.30.2's bmodel.fbs)
+    "RelEntry": StructDef(
+        "RelEntry", (("base_addr_id", Scalar.U32), ("addr_offset", Scalar.U32), ("cmd_offset", Scalar.U32)), 4
+    ),
+}
+
+
+@dataclass(frozen=True)
 class Field:
     name: str
     id: int
     kind: Kind
     scalar: Scalar | None = None  # for SCALAR and VEC_SCALAR
-    ref: str | None = None  # table name for TABLE and VEC_TABLE
+    ref: str | None = None  # table name for TABLE and VEC_TABLE, struct name for STRUCT and VEC_STRUCT
     default: int | float = 0
     required: bool = False
 
@@ -98,8 +124,8 @@ def _str(name: str, fid: int, required: bool = False) -> Field:
     return Field(name, fid, Kind.STRING, required=required)
 
 
-def _bin(name: str, fid: int, required: bool = False) -> Field:
-    return Field(name, fid, Kind.STRUCT, required=required)
+def _bin(name: str, fid: int, required: bool = False, ref: str = "Binary") -> Field:
+    return Field(name, fid, Kind.STRUCT, ref=ref, required=required)
 
 
 def _t(name: str, fid: int, ref: str, required: bool = False) -> Field:
@@ -110,8 +136,8 @@ def _vs(name: str, fid: int, sc: Scalar) -> Field:
     return Field(name, fid, Kind.VEC_SCALAR, scalar=sc)
 
 
-def _vb(name: str, fid: int) -> Field:
-    return Field(name, fid, Kind.VEC_STRUCT)
+def _vb(name: str, fid: int, ref: str = "Binary") -> Field:
+    return Field(name, fid, Kind.VEC_STRUCT, ref=ref)
 
 
 def _vt(name: str, fid: int, ref: str, required: bool = False) -> Field:
@@ -129,6 +155,7 @@ TABLES: dict[str, tuple[Field, ...]] = {
         _bin("binary_gdma", 3),
         _s("bdc_cmd_byte", 4, U32),
         _s("gdma_cmd_byte", 5, U32),
+        _vb("reloc_entries", 6, ref="RelEntry"),  # TPU-MLIR 1.30.2; not in the reference page
     ),
     "CoreCommands": (
         _vt("gdma_tiu_commands", 0, "CmdGroup"),
@@ -166,6 +193,7 @@ TABLES: dict[str, tuple[Field, ...]] = {
         _s("zero_point", 10, I32),
         _s("hidden", 11, I32),
         _s("index", 12, I32),
+        _bin("relentry", 13, ref="RelEntry"),  # TPU-MLIR 1.30.2; not in the reference page
     ),
     "CpuConst": (_str("name", 0), _bin("const_data", 1), _vs("check_code", 2, U8)),
     "CpuParam": (
@@ -193,6 +221,7 @@ TABLES: dict[str, tuple[Field, ...]] = {
         _t("merge_param", 12, "MergeParam"),
         _t("switch_param", 13, "SwitchParam"),
         _vt("core_commands", 14, "CoreCommands"),
+        _s("run_core", 15, U32),  # TPU-MLIR 1.30.2; not in the reference page
     ),
     "NetStatic": (),  # obsolete, empty in tpu-mlir
     "NetDynamic": (),  # obsolete, empty in tpu-mlir
@@ -230,7 +259,11 @@ TABLES: dict[str, tuple[Field, ...]] = {
         _t("cascade", 4, "Cascade"),
         _s("addr_mode", 5, I32),
     ),
-    "KernelModule": (_str("file_name", 0, required=True), _bin("binary", 1, required=True)),
+    "KernelModule": (
+        _str("file_name", 0, required=True),
+        _bin("binary", 1, required=True),
+        _s("mode", 2, I32),  # 0 pio ("normal"), 1 rvti; TPU-MLIR 1.30.2; not in the reference page
+    ),
     "CpuopModule": (_str("file_name", 0, required=True), _bin("binary", 1, required=True)),
     "Model": (
         _str("type", 0, required=True),
@@ -269,7 +302,7 @@ def to_idl() -> str:
             case Kind.STRING:
                 return "string"
             case Kind.STRUCT:
-                return "Binary"
+                return f.ref or "Binary"
             case Kind.TABLE:
                 assert f.ref is not None
                 return f.ref
@@ -277,21 +310,21 @@ def to_idl() -> str:
                 assert f.scalar is not None
                 return f"[{f.scalar.idl}]"
             case Kind.VEC_STRUCT:
-                return "[Binary]"
+                return f"[{f.ref}]"
             case Kind.VEC_TABLE:
                 return f"[{f.ref}]"
 
     out = [
         "// Generated from operator/bmfleet/bmodel/schema.py by `schema.to_idl()`; do not edit.",
-        "// Field ids and defaults transcribed from docs/reference/bmodel-format.md section 2.",
+        "// Field ids and defaults transcribed from docs/reference/bmodel-format.md section 2, plus the four fields",
+        "// TPU-MLIR 1.30.2 adds (CmdGroup.reloc_entries, Tensor.relentry, SubNet.run_core, KernelModule.mode).",
         "namespace bmodel;",
         "",
-        "struct Binary {",
-        "  start:uint64;",
-        "  size:uint64;",
-        "}",
-        "",
     ]
+    for sd in STRUCTS.values():
+        out.append(f"struct {sd.name} {{")
+        out += [f"  {n}:{sc.idl};" for n, sc in sd.fields]
+        out += ["}", ""]
     for tname, fields in TABLES.items():
         out.append(f"table {tname} {{")
         for f in fields:

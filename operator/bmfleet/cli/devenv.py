@@ -119,6 +119,39 @@ def create_namespace(sandbox: Sandbox, name: str, enforce: str = "restricted") -
     kubectl(sandbox, "apply", "-f", "-", stdin=yaml.safe_dump(manifest))
 
 
+def create_store_claim(sandbox: Sandbox, namespace: str, claim: str, host_dir: Path) -> None:
+    """A PVC bound to a hostPath PV on `host_dir` (static provisioning; the sandbox has no provisioner)."""
+    host_dir.mkdir(parents=True, exist_ok=True)
+    host_dir.chmod(0o777)  # the worker runs as a non-root UID, as Pod Security restricted requires
+    pv_name = f"{namespace}-{claim}"
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": pv_name},
+        "spec": {
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": {"path": str(host_dir), "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim, "namespace": namespace},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "volumeName": pv_name,
+            "resources": {"requests": {"storage": "10Gi"}},
+        },
+    }
+    kubectl(sandbox, "apply", "-f", "-", stdin=yaml.safe_dump_all([pv, pvc]))
+    kubectl(sandbox, "wait", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s", "-n", namespace, f"pvc/{claim}")
+
+
 @dataclass
 class OperatorProcess:
     """`bmfleet operator` as a child process, as it would run in its pod (own identity, own process)."""

@@ -30,11 +30,13 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from bmfleet.worker.compile import main as compile_main
-
     if args.step == "compile":
+        from bmfleet.worker.compile import main as compile_main
+
         return compile_main(args.rest)
-    return 2
+    from bmfleet.worker.combine import main as combine_main
+
+    return combine_main(args.rest)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_operator)
 
     s = sub.add_parser("worker", help="entry points run inside Jobs")
-    s.add_argument("step", choices=["compile"])
+    s.add_argument("step", choices=["compile", "combine"])
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=_worker)
 
@@ -75,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-time", type=int, default=4, help="seconds a simulated compile takes")
     s.set_defaults(func=_demo)
 
+    from bmfleet.cli.bmodel_cmd import add_commands as add_bmodel_commands
     from bmfleet.sandbox.cli import add_commands
 
     add_commands(sub)
+    add_bmodel_commands(sub)
     return p
 
 

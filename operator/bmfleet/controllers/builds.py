@@ -11,7 +11,9 @@ from typing import Any
 from bmfleet.api.build import BModelBuildSpec
 from bmfleet.api.shapes import StageShapes
 from bmfleet.controllers.kube import Kube
+from bmfleet.pipeline.combine import build_combine_job, combine_inputs
 from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, worker_image
+from bmfleet.pipeline.pods import store_claim
 from bmfleet.pipeline.status import StageJob, job_state, pod_result, stage_statuses, stalled, summarise
 from bmfleet.pipeline.validate import Problem, parse_spec, referenced_claims, resolve_stages, unsupported_fields
 
@@ -85,9 +87,6 @@ def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig) -> Outcome
     owner = Owner(name=name, namespace=ns, uid=uid, generation=generation)
     desired = [build_compile_job(owner, spec, i, shapes, config, image) for i, shapes in enumerate(stages)]
     desired_names = {m["metadata"]["name"] for m in desired}
-    deleted = [job_name for job_name in existing if job_name not in desired_names]
-    for job_name in deleted:
-        kube.delete_job(ns, job_name)
     created = []
     jobs = {n: j for n, j in existing.items() if n in desired_names}
     for i, manifest in enumerate(desired):
@@ -99,11 +98,56 @@ def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig) -> Outcome
     pairs = enumerate(zip(stages, desired, strict=True))
     stage_jobs = [StageJob(i, shapes, m["metadata"]["name"]) for i, (shapes, m) in pairs]
     # Pods are read only once a Job has finished: that is when a result record exists.
-    finished = any(job_state(j)["state"] in ("Succeeded", "Failed") for j in jobs.values())
+    finished = any(job_state(j)["state"] in ("Succeeded", "Failed") for j in existing.values())
     pods = kube.latest_pods(ns, name) if finished else {}
     results = {job: r for job, pod in pods.items() if (r := pod_result(pod))}
     shapes_status = stage_statuses(stage_jobs, jobs, list(old_status.get("shapes") or []), results)
-    return Outcome(summarise(shapes_status, conditions, generation), created, deleted)
+
+    combine: dict[str, Any] | None = None
+    if store_claim(spec) is not None:
+        combine, combine_job, made = _combine(kube, owner, spec, shapes_status, existing, results, config, image)
+        if combine_job:
+            desired_names.add(combine_job)
+            if made:
+                created.append((-1, combine_job))
+    deleted = [job_name for job_name in existing if job_name not in desired_names]
+    for job_name in deleted:
+        kube.delete_job(ns, job_name)
+    return Outcome(summarise(shapes_status, conditions, generation, combine=combine), created, deleted)
+
+
+def _combine(
+    kube: Kube,
+    owner: Owner,
+    spec: BModelBuildSpec,
+    shapes: list[dict[str, Any]],
+    existing: dict[str, dict[str, Any]],
+    results: dict[str, dict[str, Any]],
+    config: WorkerConfig,
+    image: str,
+) -> tuple[dict[str, Any], str | None, bool]:
+    """The combine step once every stage is stored: (status entry, its Job's name, whether it was created)."""
+    if any(s["state"] != "Succeeded" for s in shapes):
+        return {"state": "Pending"}, None, False
+    missing = [s["index"] for s in shapes if not s.get("uri")]
+    if missing:
+        message = f"stage(s) {missing} finished without reporting a stored bmodel"
+        return {"state": "Failed", "reason": "MissingArtifact", "message": message}, None, False
+    manifest = build_combine_job(
+        owner.name, owner.namespace, owner.uid, owner.generation, spec, combine_inputs(shapes), config, image
+    )
+    job_name = manifest["metadata"]["name"]
+    made = False
+    job = existing.get(job_name)
+    if job is None:
+        job, made = kube.create_job(manifest)
+    entry: dict[str, Any] = {"job": job_name, **job_state(job)}
+    result = results.get(job_name) or {}
+    if entry["state"] == "Succeeded":
+        entry.update({k: result[k] for k in ("uri", "digest", "size", "stages") if result.get(k) is not None})
+    elif entry["state"] == "Failed":
+        entry.update({k: str(result[k]) for k in ("reason", "message") if result.get(k)})
+    return entry, job_name, made
 
 
 def status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:

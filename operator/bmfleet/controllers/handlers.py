@@ -13,6 +13,8 @@ from bmfleet.controllers.kube import BUILDS, Kube, NamespaceTerminatingError, ma
 from bmfleet.pipeline.names import LABEL_BUILD
 
 EVENT_TYPES = {
+    "Combining": "Normal",
+    "Combined": "Normal",
     "Compiled": "Normal",
     "Compiling": "Normal",
     "Pending": "Normal",
@@ -81,7 +83,8 @@ def _post_events(raw: dict[str, Any], old: dict[str, Any], outcome: Outcome, log
     """Events on transitions only: a Job made or removed, a phase entered."""
     build = kopf.Body(cast(kopf.RawBody, raw))
     for index, job in outcome.created:
-        kopf.info(build, reason="JobCreated", message=f"created compile Job {job} for stage {index}")
+        what = f"compile Job {job} for stage {index}" if index >= 0 else f"combine Job {job}"
+        kopf.info(build, reason="JobCreated", message=f"created {what}")
     for job in outcome.deleted:
         kopf.info(build, reason="StaleJobDeleted", message=f"deleted Job {job}: it no longer matches the spec")
     phase = outcome.status.get("phase")

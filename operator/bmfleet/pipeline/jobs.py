@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bmfleet.api.build import BModelBuildSpec
@@ -17,19 +17,19 @@ from bmfleet.pipeline.names import (
     digest,
     standard_labels,
 )
-from bmfleet.pipeline.validate import referenced_claims
+from bmfleet.pipeline.pods import (
+    CHIP_LABEL,
+    EXIT_BAD_INPUT,
+    RESULT_PATH,
+    TPU_RESOURCE,
+    WORK_DIR,
+    WorkerConfig,
+    store_claim,
+    worker_image,
+    worker_pod,
+)
 
-TPU_RESOURCE = "sophgo.com/tpu"
-CHIP_LABEL = "sophgo.com/chip"
-# Everything the worker writes lives under one directory of volumes (the root filesystem is read-only).
-POD_ROOT = "/run/bmfleet"
-WORK_DIR = f"{POD_ROOT}/work"
-INPUTS_DIR = f"{POD_ROOT}/inputs"  # pvc://<claim>/<path> is mounted read-only at INPUTS_DIR/<claim>/<path>
-# The worker's result record (JSON) goes where the kubelet reads the termination message: the operator gets
-# digest, size and failure reason from the pod status without any other channel.
-RESULT_PATH = f"{POD_ROOT}/termination-log"
-EXIT_BAD_INPUT = 2  # the worker's exit code for input that no retry can fix (see podFailurePolicy)
-NONROOT_UID = 65532
+__all__ = ["Owner", "WorkerConfig", "build_compile_job", "compile_args", "worker_image"]
 
 
 @dataclass(frozen=True)
@@ -40,19 +40,6 @@ class Owner:
     namespace: str
     uid: str
     generation: int
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Operator-level settings that shape every Job (from flags or the chart's values)."""
-
-    images: dict[str, str] = field(default_factory=dict)  # toolchain name -> image pinned by digest
-    image_pull_policy: str = "IfNotPresent"
-
-
-def worker_image(spec: BModelBuildSpec, config: WorkerConfig) -> str | None:
-    """The image for this build's toolchain: the spec's pin, else the operator default, else None."""
-    return spec.toolchain.image or config.images.get(spec.toolchain.name)
 
 
 def compile_args(spec: BModelBuildSpec, shapes: StageShapes) -> list[str]:
@@ -95,6 +82,8 @@ def compile_args(spec: BModelBuildSpec, shapes: StageShapes) -> list[str]:
         ]
     if opts.keep_outputs:
         optional.append(("--keep-outputs", "true"))
+    if store_claim(spec) is not None and spec.output is not None and spec.output.store is not None:
+        optional.append(("--store", spec.output.store.uri))
     args += [f"{flag}={value}" for flag, value in optional if value is not None]
     return args
 
@@ -114,56 +103,6 @@ def _resources(spec: BModelBuildSpec) -> dict[str, dict[str, str]]:
     return {"requests": requests, "limits": limits}
 
 
-def _pod_spec(spec: BModelBuildSpec, shapes: StageShapes, image: str, config: WorkerConfig) -> dict[str, Any]:
-    """A pod that passes Pod Security `restricted`: non-root, no privilege escalation, no capabilities,
-    RuntimeDefault seccomp, only an emptyDir volume, and no API token (the worker needs none)."""
-    pod: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "nodeSelector": _node_selector(spec),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": NONROOT_UID,
-            "runAsGroup": NONROOT_UID,
-            "fsGroup": NONROOT_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [
-            {
-                "name": "compile",
-                "image": image,
-                "imagePullPolicy": config.image_pull_policy,
-                "command": ["bmfleet", "worker", "compile"],
-                "args": compile_args(spec, shapes),
-                "env": [{"name": "TMPDIR", "value": f"{WORK_DIR}/tmp"}, {"name": "HOME", "value": WORK_DIR}],  # noqa: S108
-                "resources": _resources(spec),
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": [{"name": "work", "mountPath": WORK_DIR}],
-                "terminationMessagePath": RESULT_PATH,
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-            }
-        ],
-        "volumes": [{"name": "work", "emptyDir": {}}],
-    }
-    claims = sorted(set(referenced_claims(spec).values()))
-    for i, claim in enumerate(claims):
-        pod["volumes"].append({"name": f"input-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
-        pod["containers"][0]["volumeMounts"].append(
-            {"name": f"input-{i}", "mountPath": f"{INPUTS_DIR}/{claim}", "readOnly": True}
-        )
-    if spec.placement.tolerations:
-        pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.placement.tolerations]
-    if spec.placement.priority_class_name:
-        pod["priorityClassName"] = spec.placement.priority_class_name
-    return pod
-
-
 def build_compile_job(
     owner: Owner, spec: BModelBuildSpec, stage: int, shapes: StageShapes, config: WorkerConfig, image: str
 ) -> dict[str, Any]:
@@ -173,7 +112,16 @@ def build_compile_job(
     name (the old Job is stale and gets deleted), while an unchanged stage keeps its Job across generations
     and operator restarts.
     """
-    pod_spec = _pod_spec(spec, shapes, image, config)
+    pod_spec = worker_pod(
+        spec,
+        step="compile",
+        args=compile_args(spec, shapes),
+        image=image,
+        config=config,
+        node_selector=_node_selector(spec),
+        resources=_resources(spec),
+        with_inputs=True,
+    )
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.compile.retries,
         "activeDeadlineSeconds": spec.compile.timeout_seconds,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bmfleet.api.conditions import COMPILED, READY, RECONCILING, STALLED, Cond, set_condition
+from bmfleet.api.conditions import COMBINED, COMPILED, READY, RECONCILING, STALLED, Cond, set_condition
 from bmfleet.api.shapes import StageShapes, format_shapes
 from bmfleet.pipeline.validate import Problem
 
@@ -73,7 +73,7 @@ def job_state(job: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-RESULT_FIELDS = ("digest", "size", "toolchain")
+RESULT_FIELDS = ("digest", "size", "toolchain", "uri", "stages")
 
 
 def pod_result(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -133,43 +133,83 @@ def stage_statuses(
     return out
 
 
-def summarise(
-    shapes: list[dict[str, Any]], conditions: list[dict[str, Any]], generation: int, now: str | None = None
-) -> dict[str, Any]:
-    """Conditions and phase for a build whose spec is valid, from its stage entries."""
+def _compile_conditions(shapes: list[dict[str, Any]]) -> tuple[str, Cond, str]:
+    """(outcome, Compiled condition, message): outcome is Failed, Done or Running."""
     total = len(shapes)
     done = sum(1 for s in shapes if s["state"] == "Succeeded")
     failed = [s for s in shapes if s["state"] == "Failed"]
     if failed:
         detail = "; ".join(f"stage {s['index']} ({s['shape']}): {s.get('reason')}: {s.get('message')}" for s in failed)
-        compiled = Cond(COMPILED, "False", "CompileFailed", detail)
-        ready = Cond(READY, "False", "CompileFailed", detail)
-        reconciling = Cond(RECONCILING, "False", "CompileFailed", "no further work for this generation")
-        stalled = Cond(STALLED, "True", "CompileFailed", detail)
-        phase = "Failed"
-    elif done == total:
+        return "Failed", Cond(COMPILED, "False", "CompileFailed", detail), detail
+    if done == total:
         msg = f"all {total} stage(s) compiled"
-        compiled = Cond(COMPILED, "True", "Compiled", msg)
-        ready = Cond(READY, "True", "Compiled", msg)
-        reconciling = Cond(RECONCILING, "False", "Compiled", msg)
-        stalled = Cond(STALLED, "False", "Compiled", msg)
-        phase = "Compiled"
-    else:
-        msg = f"{done}/{total} stage(s) compiled"
-        compiled = Cond(COMPILED, "False", "Compiling", msg)
-        ready = Cond(READY, "False", "Compiling", msg)
-        reconciling = Cond(RECONCILING, "True", "Compiling", msg)
-        stalled = Cond(STALLED, "False", "Compiling", msg)
-        phase = "Compiling" if any(s["state"] == "Running" for s in shapes) or done else "Pending"
-    for cond in (ready, reconciling, stalled, compiled):
+        return "Done", Cond(COMPILED, "True", "Compiled", msg), msg
+    msg = f"{done}/{total} stage(s) compiled"
+    return "Running", Cond(COMPILED, "False", "Compiling", msg), msg
+
+
+def _overall(outcome: str, reason: str, msg: str) -> tuple[Cond, Cond, Cond]:
+    """Ready, Reconciling, Stalled for an overall outcome (Failed, Done or Running)."""
+    if outcome == "Failed":
+        return (
+            Cond(READY, "False", reason, msg),
+            Cond(RECONCILING, "False", reason, "no further work for this generation"),
+            Cond(STALLED, "True", reason, msg),
+        )
+    if outcome == "Done":
+        return (
+            Cond(READY, "True", reason, msg),
+            Cond(RECONCILING, "False", reason, msg),
+            Cond(STALLED, "False", reason, msg),
+        )
+    return (
+        Cond(READY, "False", reason, msg),
+        Cond(RECONCILING, "True", reason, msg),
+        Cond(STALLED, "False", reason, msg),
+    )
+
+
+def summarise(
+    shapes: list[dict[str, Any]],
+    conditions: list[dict[str, Any]],
+    generation: int,
+    now: str | None = None,
+    combine: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Conditions and phase for a build whose spec is valid, from its stage entries and, when the build has
+    a store to combine into, the combine step's entry (None: no combine step for this build)."""
+    outcome, compiled, msg = _compile_conditions(shapes)
+    done = sum(1 for s in shapes if s["state"] == "Succeeded")
+    steps = [compiled]
+    reason = {"Failed": "CompileFailed", "Done": "Compiled", "Running": "Compiling"}[outcome]
+    phase = {"Failed": "Failed", "Done": "Compiled", "Running": "Compiling"}[outcome]
+    if outcome == "Running" and not done and not any(s["state"] == "Running" for s in shapes):
+        phase = "Pending"
+    if combine is not None:
+        if outcome != "Done":
+            steps.append(Cond(COMBINED, "False", "WaitingForCompile" if outcome == "Running" else reason, msg))
+        elif combine["state"] == "Succeeded":
+            outcome, reason, phase, msg = "Done", "Combined", "Combined", "combined into one bmodel"
+            steps.append(Cond(COMBINED, "True", reason, f"{combine.get('uri')} ({combine.get('digest')})"))
+        elif combine["state"] == "Failed":
+            outcome, reason, phase = "Failed", "CombineFailed", "Failed"
+            msg = f"{combine.get('reason')}: {combine.get('message')}"
+            steps.append(Cond(COMBINED, "False", reason, msg))
+        else:
+            outcome, reason, phase, msg = "Running", "Combining", "Combining", "combining the compiled stages"
+            steps.append(Cond(COMBINED, "False", reason, msg))
+    for cond in (*_overall(outcome, reason, msg), *steps):
         conditions = set_condition(conditions, cond, generation, now)
-    return {
+    out: dict[str, Any] = {
         "observedGeneration": generation,
         "phase": phase,
-        "shapesReady": f"{done}/{total}",
+        "shapesReady": f"{done}/{len(shapes)}",
         "conditions": conditions,
         "shapes": shapes,
     }
+    if combine is not None:
+        out["combine"] = combine
+    return out
 
 
 def stalled(

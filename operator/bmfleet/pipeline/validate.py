@@ -73,7 +73,16 @@ def resolve_stages(spec: BModelBuildSpec) -> tuple[list[StageShapes], list[Probl
 def unsupported_fields(spec: BModelBuildSpec) -> list[Problem]:
     """Fields this release accepts in the schema but cannot act on yet. No field is silently ignored."""
     problems = []
-    for name in ("gates", "output", "publish"):
+    store = spec.output.store if spec.output else None
+    if store is not None and store.type != "pvc":
+        problems.append(
+            Problem(
+                "spec.output.store.type",
+                f"{store.type} stores are not implemented yet; use pvc",
+                reason="NotImplemented",
+            )
+        )
+    for name in ("gates", "publish"):
         if getattr(spec, name) is not None:
             problems.append(
                 Problem(
@@ -82,6 +91,10 @@ def unsupported_fields(spec: BModelBuildSpec) -> list[Problem]:
                     reason="NotImplemented",
                 )
             )
+    if store is not None and store.type == "pvc" and not store.uri.startswith("pvc://"):
+        problems.append(
+            Problem("spec.output.store.uri", f"{store.uri}: a pvc store needs a pvc://<claim>/<prefix> URI")
+        )
     uris = [("spec.model.uri", spec.model.uri), ("spec.model.weightsUri", spec.model.weights_uri)]
     if spec.calibration is not None:
         uris.append(("spec.calibration.datasetUri", spec.calibration.dataset_uri))
@@ -102,6 +115,8 @@ def referenced_claims(spec: BModelBuildSpec) -> dict[str, str]:
     uris = {"spec.model.uri": spec.model.uri, "spec.model.weightsUri": spec.model.weights_uri}
     if spec.calibration is not None:
         uris["spec.calibration.datasetUri"] = spec.calibration.dataset_uri
+    if spec.output is not None and spec.output.store is not None and spec.output.store.type == "pvc":
+        uris["spec.output.store.uri"] = spec.output.store.uri
     return {
         f: uri.removeprefix("pvc://").split("/", 1)[0] for f, uri in uris.items() if uri and uri.startswith("pvc://")
     }

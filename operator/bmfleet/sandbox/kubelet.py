@@ -103,7 +103,7 @@ class PodRun:
         for _, target, _ in mounts:
             if not target.startswith(POD_ROOT + "/"):
                 raise RuntimeError(f"{target} is outside {POD_ROOT}, the only place the sandbox mounts into")
-        env = {"PATH": self.kubelet.path, "HOSTNAME": self.meta["name"]}
+        env = {"PATH": self.kubelet.path, "HOSTNAME": self.meta["name"], **self.kubelet.node_env}
         env.update({e["name"]: e.get("value") or "" for e in c.get("env") or []})
         command = [*(c.get("command") or []), *(c.get("args") or [])]
         return {"mounts": mounts, "command": command, "env": env, "workingDir": c.get("workingDir")}
@@ -178,6 +178,8 @@ class LocalKubelet:
         self.runs: dict[str, PodRun] = {}
         venv_bin = str(Path(sys.executable).parent)
         self.path = os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")])
+        # What a worker image would carry (where TPU-MLIR lives, the cache root): BMFLEET_* from this host.
+        self.node_env = {k: v for k, v in os.environ.items() if k.startswith("BMFLEET_")}
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = self.api.sanitize_for_serialization(obj)

@@ -89,9 +89,7 @@ def find_bmnetu() -> str:
 def bmnetu_version(binary: str) -> str:
     """The version gflags prints for `--version` (e.g. "2.7.0"), or "unknown"."""
     try:
-        out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     match = re.search(r"\b(\d+\.\d+(?:\.\d+)?\S*)", out)

@@ -95,7 +95,7 @@ class CompileResult:
     steps: list[StepRecord] = field(default_factory=list)
 
 
-class CompileFailure(Exception):
+class CompileFailure(Exception):  # noqa: N818 (the name the worker and the docs use)
     """A compile that did not produce a bmodel, with a reason usable as a Kubernetes condition reason."""
 
     def __init__(self, reason: FailureReason, message: str, log_tail: str = "") -> None:
@@ -118,7 +118,7 @@ _PATTERNS: list[tuple[FailureReason, re.Pattern[str]]] = [
         "OutOfMemory",
         re.compile(
             r"std::bad_alloc|MemoryError|Cannot allocate memory|\bout of memory\b|\bOOM\b|"
-            r"failed to allocate|malloc\(\) failed|Killed\s*$",
+            r"failed to allocate|malloc\(\) failed|failed to map segment from shared object|Killed\s*$",
             re.IGNORECASE | re.MULTILINE,
         ),
     ),
@@ -150,7 +150,10 @@ _PATTERNS: list[tuple[FailureReason, re.Pattern[str]]] = [
             r"ModelProto|InvalidProtobuf|INVALID_PROTOBUF|InvalidGraph|invalid (?:shape|input|model)|"
             r"input_shapes? .*(?:mismatch|not match)|shape mismatch|unknown command line flag|"
             r"illegal value .* for \w+ flag|ERROR: flag '\w+' is missing|cannot be parsed|"
-            r"not a valid|BadInput",
+            r"not a valid|BadInput|input shapes error|DecodeError|Protobuf decoding|"
+            # model_transform runs the ORIGINAL model on the test input: if that fails, the model and the
+            # requested shapes do not fit together (e.g. onnxruntime's "Input channels C is not equal ...").
+            r"in origin_inference",
             re.IGNORECASE,
         ),
     ),

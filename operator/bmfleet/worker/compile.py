@@ -1,18 +1,23 @@
-"""`bmfleet worker compile`: what a compile Job runs. This release parses and checks the request the
-operator wrote; running the toolchain on it is the next release's work (it exits 3 and says so)."""
+"""`bmfleet worker compile`: what a compile Job runs. Parse the request the operator wrote, fetch the inputs,
+run the toolchain, put the bmodel into the store, and leave a result record (digest, size, toolchain, or the
+classified failure) where the kubelet reports it as the pod's termination message."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bmfleet.api.shapes import ShapeError, StageShapes, parse_shape_string
+from bmfleet.pipeline.pods import STORE_DIR
+from bmfleet.store.fs import FileStore
+from bmfleet.toolchains.bmnetu import run_bmnetu
+from bmfleet.toolchains.common import CompileFailure, CompileResult
+from bmfleet.worker.inputs import InputError, resolve
 
-EXIT_BAD_INPUT = 2
-EXIT_NOT_IMPLEMENTED = 3
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2  # retrying cannot help: the Job's podFailurePolicy fails the Job at once
 
 
 def _bool(text: str) -> bool:
@@ -56,6 +61,7 @@ class CompileRequest:
     keep_aspect_ratio: bool = False
     keep_outputs: bool = False
     result: str | None = None
+    store: str | None = None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-aspect-ratio", type=_bool, default=False)
     p.add_argument("--keep-outputs", type=_bool, default=False)
     p.add_argument("--result", help="where to write the JSON result record (the pod's termination message)")
+    p.add_argument("--store", help="pvc://<claim>/<prefix>: the artifact store the bmodel is put into")
     return p
 
 
@@ -108,11 +115,58 @@ def write_result(path: str | None, record: dict[str, object]) -> None:
     print(text)
 
 
+def _local_request(request: CompileRequest, workdir: Path) -> CompileRequest:
+    """The same request with every input URI replaced by a local path (downloaded or mounted)."""
+    model = resolve(request.model, workdir, request.model_sha256)
+    weights = resolve(request.weights, workdir, request.weights_sha256) if request.weights else None
+    calib = resolve(request.calibration_dataset, workdir) if request.calibration_dataset else None
+    return replace(
+        request,
+        model=str(model),
+        weights=str(weights) if weights else None,
+        calibration_dataset=str(calib) if calib else None,
+    )
+
+
+def _run_toolchain(request: CompileRequest, outdir: Path) -> CompileResult:
+    if request.toolchain == "bmnetu":
+        return run_bmnetu(request, outdir)
+    from bmfleet.toolchains import tpu_mlir  # its environment exists only where TPU-MLIR is installed
+
+    return tpu_mlir.compile_stage(request, outdir)
+
+
+def _store(request: CompileRequest, result: CompileResult) -> dict[str, object]:
+    """Put the bmodel into the store when one is mounted; the record then carries its URI."""
+    if not request.store:
+        return {}
+    claim_and_prefix = request.store.removeprefix("pvc://")
+    root = Path(STORE_DIR) / claim_and_prefix
+    blob = FileStore(root).put(result.bmodel)
+    return {"uri": f"pvc://{claim_and_prefix.rstrip('/')}/{blob.key}"}
+
+
 def main(argv: list[str]) -> int:
-    """Entry point of the compile Job's container."""
+    """Entry point of the compile Job's container: fetch, compile, store, report."""
     request = parse(argv)
-    print(json.dumps({"request": asdict(request)}, sort_keys=True))
-    message = "running the toolchain is not implemented in this release (the request was parsed and checked)"
-    print(f"bmfleet worker compile: {message}", file=sys.stderr)
-    write_result(request.result, {"state": "Failed", "reason": "NotImplemented", "message": message})
-    return EXIT_NOT_IMPLEMENTED
+    outdir = Path(request.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        result = _run_toolchain(_local_request(request, outdir), outdir)
+        record: dict[str, object] = {
+            "state": "Succeeded",
+            "digest": f"sha256:{result.sha256}",
+            "size": result.size,
+            "toolchain": result.toolchain,
+            "seconds": round(result.seconds, 1),
+        }
+        record.update(_store(request, result))
+    except InputError as exc:
+        write_result(request.result, {"state": "Failed", "reason": "BadInput", "message": str(exc)})
+        return EXIT_BAD_INPUT
+    except CompileFailure as exc:
+        message = f"{exc.message}\n{exc.log_tail}".strip()[-3000:]
+        write_result(request.result, {"state": "Failed", "reason": exc.reason, "message": message})
+        return EXIT_BAD_INPUT if exc.reason in ("BadInput", "UnsupportedOperator") else EXIT_FAILED
+    write_result(request.result, record)
+    return 0

@@ -1,0 +1,82 @@
+"""Filesystem (PVC) artifact store: content-addressed blobs plus a compile-cache index.
+
+Layout under the store root: `blobs/sha256/<digest>` (immutable, written atomically), `cache/<key>` (the
+digest a compile-cache key resolved to). A PVC mounted in every Job is the store's root in a cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A stored artifact: where it is (relative to the store root), its digest and size."""
+
+    key: str
+    digest: str
+    size: int
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class FileStore:
+    """Blobs by digest in a directory tree. Writes are atomic (temp file + rename), so a reader never sees
+    half a blob and two writers of the same content both succeed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def blob_key(self, digest: str) -> str:
+        return f"blobs/sha256/{digest}"
+
+    def put(self, src: Path) -> Blob:
+        """Store a file's content; returns its key. Existing identical content is not rewritten."""
+        digest = sha256_of(src)
+        key = self.blob_key(digest)
+        dest = self.root / key
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".incoming-")
+            os.close(fd)
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)  # blobs are immutable and read by other pods and tools
+            os.replace(tmp, dest)
+        return Blob(key=key, digest=digest, size=dest.stat().st_size)
+
+    def path(self, key: str) -> Path:
+        """Local path of a stored key; refuses keys that would leave the store."""
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"{key!r} is outside the store")
+        return path
+
+    def remember(self, cache_key: str, digest: str) -> None:
+        """Record that `cache_key` compiled to the blob `digest`."""
+        entry = self.root / "cache" / cache_key
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".incoming-")
+        with os.fdopen(fd, "w") as f:
+            f.write(digest)
+        os.replace(tmp, entry)
+
+    def lookup(self, cache_key: str) -> Blob | None:
+        """The blob a cache key resolved to, if both the entry and the blob are still there."""
+        entry = self.root / "cache" / cache_key
+        if not entry.is_file():
+            return None
+        digest = entry.read_text().strip()
+        blob = self.root / self.blob_key(digest)
+        return Blob(self.blob_key(digest), digest, blob.stat().st_size) if blob.is_file() else None
