@@ -6,6 +6,7 @@ onnxruntime FP32 for both batch sizes."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from bmfleet.sandbox.controlplane import Sandbox
 from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 from bmfleet.toolchains.tpu_mlir import find_bin_dir, tool_env
 from tests.integration.conftest import Builds
-from tests.models.onnx_models import write_calibration_dir, write_classifier, write_input_npz
+from tests.models.onnx_models import write_calibration_dir, write_classifier, write_input_npz, write_unsupported
 
 pytestmark = pytest.mark.toolchain
 
@@ -86,3 +87,46 @@ def test_real_two_shape_build_combines_and_matches_fp32(
             (want,) = session.run(None, {"input": data})
             assert got[got_name].shape == want.shape
             assert _cosine(got[got_name], want) >= 0.99
+
+
+@pytest.mark.timeout(900)
+def test_same_inputs_again_hit_the_cache(
+    builds: Builds, operator: OperatorProcess, sandbox: Sandbox, namespace: str, tmp_path: Path
+) -> None:
+    """A second build with the same inputs (another name) creates no Job at all and is Ready at once."""
+    model = write_classifier(tmp_path / "tiny.onnx")
+    calib = write_calibration_dir(tmp_path / "calib")
+    create_store_claim(sandbox, namespace, "artifacts", tmp_path / "store")
+    first = _build(model, calib, "BM1684")
+    builds.create(first)
+    done = builds.wait_condition(first["metadata"]["name"], "Combined", "True", timeout=600)
+    assert not any(s.get("cacheHit") for s in done["status"]["shapes"])
+
+    second = _build(model, calib, "BM1684")
+    second["metadata"]["name"] = "again"
+    t0 = time.monotonic()
+    builds.create(second)
+    again = builds.wait_condition("again", "Ready", "True", timeout=30)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 5, elapsed
+    assert builds.jobs("again") == []
+    assert [s.get("cacheHit") for s in again["status"]["shapes"]] == [True, True]
+    assert again["status"]["combine"]["cacheHit"] is True
+    assert again["status"]["combine"]["digest"] == done["status"]["combine"]["digest"]
+    assert [s["digest"] for s in again["status"]["shapes"]] == [s["digest"] for s in done["status"]["shapes"]]
+
+
+@pytest.mark.timeout(600)
+def test_model_the_toolchain_rejects_stalls_with_its_reason(
+    builds: Builds, operator: OperatorProcess, sandbox: Sandbox, namespace: str, tmp_path: Path
+) -> None:
+    model = write_unsupported(tmp_path / "bad.onnx")
+    create_store_claim(sandbox, namespace, "artifacts", tmp_path / "store")
+    body = _build(model, write_calibration_dir(tmp_path / "calib"), "BM1684")
+    body["spec"]["shapes"] = [{"shape": "[1,3,32,32]"}]
+    builds.create(body)
+    done = builds.wait_condition(body["metadata"]["name"], "Stalled", "True", timeout=300)
+    (stage,) = done["status"]["shapes"]
+    assert stage["state"] == "Failed" and stage["reason"] == "UnsupportedOperator", stage
+    stalled = next(c for c in done["status"]["conditions"] if c["type"] == "Stalled")
+    assert stalled["reason"] == "CompileFailed" and "UnsupportedOperator" in stalled["message"]

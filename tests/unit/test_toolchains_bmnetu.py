@@ -115,8 +115,9 @@ def test_runner_collects_compilation_bmodel(fake_bmnetu, umodel, tmp_path, monke
     assert result.bmodel == outdir / "compilation.bmodel"
     assert result.sha256 == sha256_file(result.bmodel) and result.size == result.bmodel.stat().st_size
     assert result.toolchain == "bmnetu 0.0.0-fake"
-    assert result.commands == [bmnetu_command(dataclasses.replace(umodel, net_name="net", max_n=1), outdir,
-                                              str(fake_bmnetu))]
+    assert result.commands == [
+        bmnetu_command(dataclasses.replace(umodel, net_name="net", max_n=1), outdir, str(fake_bmnetu))
+    ]
     assert json.loads((tmp_path / "args.json").read_text()) == result.commands[0][1:]
     assert "save bmodel" in result.log_tail and (outdir / "bmnetu.log").is_file()
 
@@ -170,7 +171,9 @@ def _run_fake(args: list[str], tmp_path: Path) -> tuple[int, str]:
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAKE_BMNETU")}
-    proc = subprocess.run([sys.executable, str(FAKE), *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(FAKE), *args], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -31,7 +31,9 @@ PKG_WARNING = (
 )
 
 # model_transform on an ONNX model with a `Det` node (tests/models: unsupported_op_model).
-UNSUPPORTED_OP = PKG_WARNING + f"""2026/11/26 21:23:24 - INFO : TPU-MLIR v1.30.2-20260831
+UNSUPPORTED_OP = (
+    PKG_WARNING
+    + f"""2026/11/26 21:23:24 - INFO : TPU-MLIR v1.30.2-20260831
 2026/11/26 21:23:30 - INFO : Onnxsim opt finished
 2026/11/26 21:23:30 - INFO : ConstantFolding finished
 Traceback (most recent call last):
@@ -43,6 +45,7 @@ Traceback (most recent call last):
     raise RuntimeError("Op not support:{{}}".format(unsupported))
 RuntimeError: Op not support:{{'Det'}}
 """
+)
 
 # model_deploy INT8 BM1684 with --tolerance 0.99999,0.9999: its own check against the reference fails.
 TOLERANCE = f"""[output_Gemm                     ]  NOT_SIMLIAR [FAILED]
@@ -78,7 +81,8 @@ KeyError: 'input shapes error:[[4, 3, 32]], 4 vs 3'
 """
 
 # model_transform with 4 channels for a 3-channel model: the original model fails on the test input.
-WRONG_CHANNELS = f"""[CMD]: model_runner.py --input tiny_in_f32.npz --model /tmp/tt/tiny.onnx --output tiny_ref_outputs.npz
+WRONG_CHANNELS = f"""[CMD]: model_runner.py --input tiny_in_f32.npz --model /tmp/tt/tiny.onnx \
+--output tiny_ref_outputs.npz
 2026-11-26 21:24:08.773073181 [E:onnxruntime:, sequential_executor.cc:514 ExecuteKernel] Non-zero status code \
 returned while running Conv node. Name:'c1_nchwc' Status Message: Input channels C is not equal to kernel channels \
 * group. C: 4 kernel channels: 3 group: 1
@@ -176,8 +180,9 @@ def test_compile_failure_carries_reason_message_and_tail():
 
 
 def test_run_logged_records_command_and_output(tmp_path: Path):
-    step, text = run_logged("echo", [sys.executable, "-c", "print('hello'); import sys; sys.exit(3)"], tmp_path,
-                            tmp_path / "echo.log")
+    step, text = run_logged(
+        "echo", [sys.executable, "-c", "print('hello'); import sys; sys.exit(3)"], tmp_path, tmp_path / "echo.log"
+    )
     assert step.returncode == 3 and step.name == "echo" and step.seconds >= 0
     assert text.startswith("$ ") and "hello" in text
     assert (tmp_path / "echo.log").read_text() == text
@@ -188,8 +193,9 @@ def test_run_logged_records_command_and_output(tmp_path: Path):
 def test_run_logged_missing_binary_and_timeout(tmp_path: Path):
     step, text = run_logged("x", [str(tmp_path / "nope")], tmp_path, tmp_path / "x.log")
     assert step.returncode == 127 and "cannot start" in text
-    step, text = run_logged("s", [sys.executable, "-c", "import time; time.sleep(5)"], tmp_path, tmp_path / "s.log",
-                            timeout=0.5)
+    step, text = run_logged(
+        "s", [sys.executable, "-c", "import time; time.sleep(5)"], tmp_path, tmp_path / "s.log", timeout=0.5
+    )
     assert step.returncode == 124 and "timed out" in text
 
 

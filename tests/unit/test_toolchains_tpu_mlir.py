@@ -119,9 +119,7 @@ def test_model_deploy_int8_with_check():
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("precision", "quant"), [("FP32", "F32"), ("FP16", "F16"), ("BF16", "BF16"), ("INT8", "INT8")]
-)
+@pytest.mark.parametrize(("precision", "quant"), [("FP32", "F32"), ("FP16", "F16"), ("BF16", "BF16"), ("INT8", "INT8")])
 def test_quantize_from_precision(precision, quant):
     assert quantize(precision) == quant
     argv = model_deploy_command(_request(precision=precision, chip="BM1684X"), FILES, BIN)

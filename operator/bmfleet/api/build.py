@@ -351,6 +351,8 @@ class ShapeStatus(ApiModel):
     size: int | None = Field(None, ge=0, description="Size of the compiled bmodel in bytes.")
     toolchain: str | None = Field(None, description="Toolchain and version that compiled it.")
     uri: str | None = Field(None, description="Where the compiled bmodel is stored.")
+    cache_key: str | None = Field(None, description="Compile-cache key: inputs, toolchain, options, shape, chip.")
+    cache_hit: bool | None = Field(None, description="True when the cache had this stage and no Job ran.")
     reason: str | None = Field(None, description="Why the compile failed, machine-readable.")
     message: str | None = Field(None, max_length=4096, description="Why the compile failed, for people.")
 
@@ -367,6 +369,8 @@ class CombineStatus(ApiModel):
     digest: str | None = Field(None, description="sha256 of the combined bmodel.")
     size: int | None = Field(None, ge=0, description="Size of the combined bmodel in bytes.")
     stages: int | None = Field(None, ge=0, description="Stages in the combined bmodel.")
+    cache_key: str | None = Field(None, description="Cache key of the combine: its inputs and output name.")
+    cache_hit: bool | None = Field(None, description="True when the same inputs were combined before.")
     reason: str | None = Field(None, description="Why the combine failed, machine-readable.")
     message: str | None = Field(None, max_length=4096, description="Why the combine failed, for people.")
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bmfleet.api.build import BModelBuildSpec
 from bmfleet.api.shapes import StageShapes
 from bmfleet.controllers.kube import Kube
-from bmfleet.pipeline.combine import build_combine_job, combine_inputs
-from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, worker_image
+from bmfleet.pipeline.combine import build_combine_job, combine_cache_key, combine_inputs
+from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, compile_cache_key, worker_image
 from bmfleet.pipeline.pods import store_claim
 from bmfleet.pipeline.status import StageJob, job_state, pod_result, stage_statuses, stalled, summarise
 from bmfleet.pipeline.validate import Problem, parse_spec, referenced_claims, resolve_stages, unsupported_fields
@@ -63,8 +64,17 @@ def _problems(
     return stages, problems
 
 
-def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig) -> Outcome:
-    """Bring the build's Jobs and status in line with its spec (idempotent)."""
+Cache = Callable[[str], dict[str, Any] | None]
+
+
+def no_cache(_: str) -> None:
+    """A cache that never hits."""
+    return None
+
+
+def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig, cache: Cache = no_cache) -> Outcome:
+    """Bring the build's Jobs and status in line with its spec (idempotent). `cache` maps a compile- or
+    combine-cache key to an artifact some build already produced (only builds with a store use it)."""
     meta = body["metadata"]
     ns, name, uid, generation = meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation", 1))
     old_status = body.get("status") or {}
@@ -89,14 +99,17 @@ def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig) -> Outcome
     desired_names = {m["metadata"]["name"] for m in desired}
     created = []
     jobs = {n: j for n, j in existing.items() if n in desired_names}
-    for i, manifest in enumerate(desired):
+    caching = store_claim(spec) is not None
+    stage_jobs = []
+    for i, (shapes, manifest) in enumerate(zip(stages, desired, strict=True)):
         job_name = manifest["metadata"]["name"]
-        if job_name not in jobs:
+        key = compile_cache_key(ns, spec, shapes, image) if caching else None
+        cached = cache(key) if key and job_name not in jobs else None
+        if job_name not in jobs and cached is None:
             jobs[job_name], was_created = kube.create_job(manifest)
             if was_created:
                 created.append((i, job_name))
-    pairs = enumerate(zip(stages, desired, strict=True))
-    stage_jobs = [StageJob(i, shapes, m["metadata"]["name"]) for i, (shapes, m) in pairs]
+        stage_jobs.append(StageJob(i, shapes, job_name, key, cached))
     # Pods are read only once a Job has finished: that is when a result record exists.
     finished = any(job_state(j)["state"] in ("Succeeded", "Failed") for j in existing.values())
     pods = kube.latest_pods(ns, name) if finished else {}
@@ -105,7 +118,7 @@ def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig) -> Outcome
 
     combine: dict[str, Any] | None = None
     if store_claim(spec) is not None:
-        combine, combine_job, made = _combine(kube, owner, spec, shapes_status, existing, results, config, image)
+        combine, combine_job, made = _combine(kube, owner, spec, shapes_status, existing, results, config, image, cache)
         if combine_job:
             desired_names.add(combine_job)
             if made:
@@ -125,6 +138,7 @@ def _combine(
     results: dict[str, dict[str, Any]],
     config: WorkerConfig,
     image: str,
+    cache: Cache,
 ) -> tuple[dict[str, Any], str | None, bool]:
     """The combine step once every stage is stored: (status entry, its Job's name, whether it was created)."""
     if any(s["state"] != "Succeeded" for s in shapes):
@@ -133,15 +147,19 @@ def _combine(
     if missing:
         message = f"stage(s) {missing} finished without reporting a stored bmodel"
         return {"state": "Failed", "reason": "MissingArtifact", "message": message}, None, False
-    manifest = build_combine_job(
-        owner.name, owner.namespace, owner.uid, owner.generation, spec, combine_inputs(shapes), config, image
-    )
+    inputs = combine_inputs(shapes)
+    manifest = build_combine_job(owner.name, owner.namespace, owner.uid, owner.generation, spec, inputs, config, image)
     job_name = manifest["metadata"]["name"]
+    key = combine_cache_key(owner.namespace, spec, inputs)
     made = False
     job = existing.get(job_name)
     if job is None:
+        cached = cache(key)
+        if cached is not None:
+            hit: dict[str, Any] = {k: cached[k] for k in ("uri", "digest", "size", "stages") if k in cached}
+            return {"state": "Succeeded", "cacheKey": key, "cacheHit": True, **hit}, None, False
         job, made = kube.create_job(manifest)
-    entry: dict[str, Any] = {"job": job_name, **job_state(job)}
+    entry: dict[str, Any] = {"job": job_name, "cacheKey": key, **job_state(job)}
     result = results.get(job_name) or {}
     if entry["state"] == "Succeeded":
         entry.update({k: result[k] for k in ("uri", "digest", "size", "stages") if result.get(k) is not None})

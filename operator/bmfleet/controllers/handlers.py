@@ -8,7 +8,7 @@ import kopf
 
 from bmfleet.api.common import GROUP, VERSION
 from bmfleet.controllers import settings as operator_settings
-from bmfleet.controllers.builds import Outcome, build_lock, reconcile, status_changed
+from bmfleet.controllers.builds import Cache, Outcome, build_lock, reconcile, status_changed
 from bmfleet.controllers.kube import BUILDS, Kube, NamespaceTerminatingError, make_api_client
 from bmfleet.pipeline.names import LABEL_BUILD
 
@@ -38,29 +38,52 @@ def probe(memo: kopf.Memo, **_: Any) -> str:
     return "ok"
 
 
+CACHED_FIELDS = ("uri", "digest", "size", "toolchain", "stages")
+
+
+@kopf.index(GROUP, VERSION, BUILDS)
+def artifacts(status: kopf.Status, **_: Any) -> dict[str, dict[str, Any]]:
+    """Compile/combine cache: every stored artifact a build reports, by its cache key. kopf keeps the index
+    from the watch, so a lookup costs no API call and the cache survives restarts (it lives in status)."""
+    entries = [*(status.get("shapes") or []), *([status["combine"]] if status.get("combine") else [])]
+    return {
+        e["cacheKey"]: {k: e[k] for k in CACHED_FIELDS if k in e}
+        for e in entries
+        if e.get("state") == "Succeeded" and e.get("cacheKey") and e.get("uri")
+    }
+
+
+def _lookup(index: kopf.Index[str, dict[str, Any]]) -> Cache:
+    def lookup(key: str) -> dict[str, Any] | None:
+        return next(iter(index.get(key, [])), None)
+
+    return lookup
+
+
 @kopf.on.resume(GROUP, VERSION, BUILDS)
 @kopf.on.create(GROUP, VERSION, BUILDS, backoff=3)
 @kopf.on.update(GROUP, VERSION, BUILDS, field="spec", backoff=3)
-def bmodelbuild_reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+def bmodelbuild_reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """A build appeared, changed its spec, or the operator (re)started."""
-    outcome = _reconcile(memo, body.metadata.namespace or "", body.metadata.name or "", logger)
+    ns, name = body.metadata.namespace or "", body.metadata.name or ""
+    outcome = _reconcile(memo, ns, name, logger, _lookup(kwargs["artifacts"]))
     if outcome is not None and outcome.retry_after is not None:
         stalled = next(c for c in outcome.status["conditions"] if c["type"] == "Stalled")
         raise kopf.TemporaryError(stalled["message"], delay=outcome.retry_after)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_BUILD: kopf.PRESENT})
-def compile_job_event(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+def compile_job_event(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """A child Job changed: reconcile its build (found through the controller owner reference)."""
     owner = next(
         (o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "BModelBuild" and o.get("controller")),
         None,
     )
     if owner is not None:
-        _reconcile(memo, body.metadata.namespace or "", owner["name"], logger)
+        _reconcile(memo, body.metadata.namespace or "", owner["name"], logger, _lookup(kwargs["artifacts"]))
 
 
-def _reconcile(memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger) -> Outcome | None:
+def _reconcile(memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger, cache: Cache) -> Outcome | None:
     kube: Kube = memo.kube
     with build_lock(namespace, name):
         # Read under the lock: a reconcile started by a Job event sees what the previous one wrote.
@@ -68,7 +91,7 @@ def _reconcile(memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger) 
         if build is None or build["metadata"].get("deletionTimestamp"):
             return None
         try:
-            outcome = reconcile(kube, build, memo.config)
+            outcome = reconcile(kube, build, memo.config, cache)
         except NamespaceTerminatingError:
             logger.debug("namespace %s is terminating; nothing to reconcile", namespace)
             return None

@@ -26,6 +26,12 @@ def output_name(spec: BModelBuildSpec) -> str:
     return f"{spec.net_name or 'model'}.bmodel"
 
 
+def combine_cache_key(namespace: str, spec: BModelBuildSpec, inputs: list[str]) -> str:
+    """Same namespace, store, inputs (in order) and output name: the same combined bmodel."""
+    store = spec.output.store.uri if spec.output and spec.output.store else ""
+    return digest({"ns": namespace, "store": store, "inputs": inputs, "name": output_name(spec)}, 32)
+
+
 def build_combine_job(
     owner_name: str,
     namespace: str,

@@ -29,7 +29,7 @@ from bmfleet.pipeline.pods import (
     worker_pod,
 )
 
-__all__ = ["Owner", "WorkerConfig", "build_compile_job", "compile_args", "worker_image"]
+__all__ = ["Owner", "WorkerConfig", "build_compile_job", "compile_args", "compile_cache_key", "worker_image"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,13 @@ def _resources(spec: BModelBuildSpec) -> dict[str, dict[str, str]]:
         # Extended resources must be integers with request == limit (the scheduler enforces capacity).
         requests[TPU_RESOURCE] = limits[TPU_RESOURCE] = str(spec.placement.tpu)
     return {"requests": requests, "limits": limits}
+
+
+def compile_cache_key(namespace: str, spec: BModelBuildSpec, shapes: StageShapes, image: str) -> str:
+    """What makes a compiled stage reusable: the worker image (toolchain identity) and the full compile
+    arguments (inputs and their declared digests, options, shape, chip, precision, store), per namespace
+    (a store claim is namespaced). Inputs without a declared sha256 are trusted by URI."""
+    return digest({"ns": namespace, "image": image, "args": compile_args(spec, shapes)}, 32)
 
 
 def build_compile_job(

@@ -17,11 +17,13 @@ from bmfleet.pipeline.validate import Problem
 
 @dataclass(frozen=True)
 class StageJob:
-    """A stage and the name of the Job that compiles it."""
+    """A stage, the name of the Job that compiles it, its compile-cache key and, on a hit, what the cache has."""
 
     index: int
     shapes: StageShapes
     job_name: str
+    cache_key: str | None = None
+    cached: dict[str, Any] | None = None
 
 
 _FMT = "%Y-%m-%dT%H:%M:%SZ"
@@ -121,7 +123,13 @@ def stage_statuses(
             "shape": format_shapes(stage.shapes),
             "job": stage.job_name,
         }
-        if stage.job_name in jobs:
+        if stage.cache_key:
+            entry["cacheKey"] = stage.cache_key
+        if stage.job_name not in jobs and stage.cached is not None:
+            entry.pop("job")
+            entry.update(state="Succeeded", cacheHit=True)
+            entry.update({k: v for k, v in stage.cached.items() if k in RESULT_FIELDS})
+        elif stage.job_name in jobs:
             entry.update(job_state(jobs[stage.job_name]))
             _apply_result(entry, (results or {}).get(stage.job_name))
         elif stage.job_name in prev_by_job:

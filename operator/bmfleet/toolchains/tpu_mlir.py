@@ -286,7 +286,12 @@ print(json.dumps([[i.name, helper.tensor_dtype_to_np_dtype(i.type.tensor_type.el
 def onnx_inputs(bin_dir: Path, model: str) -> list[InputSpec]:
     """The graph inputs of an ONNX model (names and dtypes), read with the onnx inside TPU-MLIR's venv."""
     proc = subprocess.run(
-        [str(bin_dir / "python"), "-c", _ONNX_INPUTS, model], capture_output=True, text=True, timeout=300, check=False
+        [str(bin_dir / "python"), "-c", _ONNX_INPUTS, model],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=tool_env(bin_dir),
     )
     if proc.returncode != 0:
         raise CompileFailure("BadInput", f"cannot read the ONNX model {model}", tail(proc.stderr))
@@ -365,7 +370,8 @@ def compile_stage(
     files.bmodel.unlink(missing_ok=True)
     inputs = _test_inputs(request, bin_dir)
     if inputs:
-        arrays = make_test_input(inputs, request.shapes, calibration_samples(request.calibration_dataset))
+        samples = calibration_samples(request.calibration_dataset, limit=max(s[0] for s in request.shapes))
+        arrays = make_test_input(inputs, request.shapes, samples)
         np.savez(files.test_input, **arrays)  # type: ignore[arg-type]
     commands = [("model_transform", model_transform_command(request, files, bin_dir, inputs))]
     if quantize(request.precision) == "INT8":
