@@ -37,9 +37,8 @@ find_python310() {
   local candidate
   if [ -n "${BMFLEET_PYTHON310:-}" ]; then echo "$BMFLEET_PYTHON310"; return 0; fi
   if command -v pyenv >/dev/null 2>&1; then
-    for candidate in $(ls -d "$(pyenv root)"/versions/3.10.*/bin/python 2>/dev/null | sort -V -r); do
-      if [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
-    done
+    candidate=$(printf '%s\n' "$(pyenv root)"/versions/3.10.*/bin/python | sort -V | tail -1)
+    if [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
   fi
   if command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null
   then
@@ -48,61 +47,67 @@ find_python310() {
   return 1
 }
 
-mkdir -p "$DIR"
-exec 9>"$DIR/.lock"
-flock 9
-# Another run may have finished while we waited for the lock.
-if [ -f "$STAMP" ] && [ -x "$VENV/bin/model_deploy" ]; then echo "$VENV/bin"; exit 0; fi
+# The install runs as one function, parsed whole before it starts, so a script edited or updated while
+# it runs (e.g. by a checkout) cannot make bash read the rest from a shifted offset.
+install_tpu_mlir() {
+  mkdir -p "$DIR"
+  exec 9>"$DIR/.lock"
+  flock 9
+  # Another run may have finished while we waited for the lock.
+  if [ -f "$STAMP" ] && [ -x "$VENV/bin/model_deploy" ]; then echo "$VENV/bin"; exit 0; fi
 
-if ! PY=$(find_python310); then
-  log "no Python 3.10 found (pyenv versions 3.10.*, python3.10 on PATH, or BMFLEET_PYTHON310); TPU-MLIR $VERSION needs it"
-  exit 3
-fi
-log "TPU-MLIR $VERSION into $VENV with $PY ($("$PY" -V 2>&1))"
-start=$(date +%s)
-
-rm -f "$STAMP"
-if [ -e "$VENV" ]; then log "removing an unfinished venv from an earlier run"; rm -rf "$VENV"; fi
-"$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input)
-REQS=("tpu_mlir[onnx]==$VERSION" psutil "$TORCH_SPEC")
-if [ -z "${BMFLEET_WHEELHOUSE:-}" ] && PIP_CACHE=$("${PIP[@]}" cache dir 2>/dev/null); then
-  WHEELS=$PIP_CACHE/bmfleet-wheelhouse/tpu-mlir-$VERSION
-else
-  WHEELS=${BMFLEET_WHEELHOUSE:-$DIR/wheels}
-fi
-mkdir -p "$WHEELS"
-
-log "wheels of ${REQS[*]} and setuptools<81 into $WHEELS (files already there are not downloaded again)"
-"${PIP[@]}" wheel --wheel-dir "$WHEELS" "${REQS[@]}" >&2
-"${PIP[@]}" wheel --wheel-dir "$WHEELS" --no-deps "setuptools<81" >&2
-log "pip install ${REQS[*]} from the wheelhouse"
-"${PIP[@]}" install --no-index --find-links "$WHEELS" "${REQS[@]}" >&2
-log "pip install 'setuptools<81' (after torch, which upgrades it: tpu_mlir imports pkg_resources)"
-"${PIP[@]}" install --no-index --find-links "$WHEELS" "setuptools<81" >&2
-
-SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-THIRD=$SITE/tpu_mlir/lib/third_party
-[ -d "$THIRD" ] || { log "missing $THIRD: unexpected tpu_mlir wheel layout"; exit 1; }
-mkdir -p "$DIR/bundled-glibc"
-for lib in libc.so.6 libm.so.6 libpthread.so.0; do
-  if [ -e "$THIRD/$lib" ] || [ -L "$THIRD/$lib" ]; then
-    log "moving bundled $lib out of tpu_mlir/lib/third_party (host glibc $(ldd --version | head -1 | awk '{print $NF}'))"
-    mv -f "$THIRD/$lib" "$DIR/bundled-glibc/$lib"
+  if ! PY=$(find_python310); then
+    log "no Python 3.10 found (pyenv versions 3.10.*, python3.10 on PATH, or BMFLEET_PYTHON310); TPU-MLIR $VERSION needs it"
+    exit 3
   fi
-done
+  log "TPU-MLIR $VERSION into $VENV with $PY ($("$PY" -V 2>&1))"
+  start=$(date +%s)
 
-log "checking the tools start"
-"$VENV/bin/python" -c 'import tpu_mlir, torch, psutil, pkg_resources' >&2
-"$VENV/bin/model_deploy" --help >/dev/null
+  rm -f "$STAMP"
+  if [ -e "$VENV" ]; then log "removing an unfinished venv from an earlier run"; rm -rf "$VENV"; fi
+  "$PY" -m venv "$VENV"
+  PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input)
+  REQS=("tpu_mlir[onnx]==$VERSION" psutil "$TORCH_SPEC")
+  if [ -z "${BMFLEET_WHEELHOUSE:-}" ] && PIP_CACHE=$("${PIP[@]}" cache dir 2>/dev/null); then
+    WHEELS=$PIP_CACHE/bmfleet-wheelhouse/tpu-mlir-$VERSION
+  else
+    WHEELS=${BMFLEET_WHEELHOUSE:-$DIR/wheels}
+  fi
+  mkdir -p "$WHEELS"
 
-{
-  echo "tpu_mlir==$VERSION"
-  "${PIP[@]}" freeze --all 2>/dev/null | grep -Ei '^(torch|setuptools|onnx|onnxruntime|numpy|psutil)==' || true
-  echo "python=$("$VENV/bin/python" -V 2>&1)"
-  echo "seconds=$(($(date +%s) - start))"
-  date -u +%Y-%m-%dT%H:%M:%SZ
-} >"$STAMP.tmp"
-mv "$STAMP.tmp" "$STAMP"
-log "done in $(($(date +%s) - start)) s; $(du -sh "$VENV" | cut -f1) installed"
-echo "$VENV/bin"
+  log "wheels of ${REQS[*]} and setuptools<81 into $WHEELS (files already there are not downloaded again)"
+  "${PIP[@]}" wheel --wheel-dir "$WHEELS" "${REQS[@]}" >&2
+  "${PIP[@]}" wheel --wheel-dir "$WHEELS" --no-deps "setuptools<81" >&2
+  log "pip install ${REQS[*]} from the wheelhouse"
+  "${PIP[@]}" install --no-index --find-links "$WHEELS" "${REQS[@]}" >&2
+  log "pip install 'setuptools<81' (after torch, which upgrades it: tpu_mlir imports pkg_resources)"
+  "${PIP[@]}" install --no-index --find-links "$WHEELS" "setuptools<81" >&2
+
+  SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  THIRD=$SITE/tpu_mlir/lib/third_party
+  [ -d "$THIRD" ] || { log "missing $THIRD: unexpected tpu_mlir wheel layout"; exit 1; }
+  mkdir -p "$DIR/bundled-glibc"
+  for lib in libc.so.6 libm.so.6 libpthread.so.0; do
+    if [ -e "$THIRD/$lib" ] || [ -L "$THIRD/$lib" ]; then
+      log "moving bundled $lib out of tpu_mlir/lib/third_party (host glibc $(ldd --version | head -1 | awk '{print $NF}'))"
+      mv -f "$THIRD/$lib" "$DIR/bundled-glibc/$lib"
+    fi
+  done
+
+  log "checking the tools start"
+  "$VENV/bin/python" -c 'import tpu_mlir, torch, psutil, pkg_resources' >&2
+  "$VENV/bin/model_deploy" --help >/dev/null
+
+  {
+    echo "tpu_mlir==$VERSION"
+    "${PIP[@]}" freeze --all 2>/dev/null | grep -Ei '^(torch|setuptools|onnx|onnxruntime|numpy|psutil)==' || true
+    echo "python=$("$VENV/bin/python" -V 2>&1)"
+    echo "seconds=$(($(date +%s) - start))"
+    date -u +%Y-%m-%dT%H:%M:%SZ
+  } >"$STAMP.tmp"
+  mv "$STAMP.tmp" "$STAMP"
+  log "done in $(($(date +%s) - start)) s; $(du -sh "$VENV" | cut -f1) installed"
+  echo "$VENV/bin"
+}
+
+install_tpu_mlir "$@"

@@ -10,8 +10,8 @@ Compiles a tiny ONNX classifier for BM1684 (INT8, batch 4 and 1) and BM1684X (IN
 - truncated and corrupted real files give our clear errors;
 - the time of ``bmodel combine`` against ``model_tool --combine`` on the same files.
 
-Needs the TPU-MLIR environment from ``hack/setup-tpu-mlir.sh`` (``$BMFLEET_CACHE/tpu-mlir-1.30.2/venv``, or
-``BMFLEET_TPU_MLIR_BIN``); skipped without it.
+Uses the tier's ``tpu_mlir_bin`` fixture (tests/toolchain/conftest.py: ``$BMFLEET_TPU_MLIR_BIN``, else the
+environment made by ``hack/setup-tpu-mlir.sh``; the tier is skipped if it cannot be made).
 """
 
 from __future__ import annotations
@@ -36,13 +36,18 @@ from bmfleet.bmodel import BModelError, combine, format_text, open_bmodel, read_
 from bmfleet.bmodel.schema import FIELDS_BY_NAME, STRUCTS, TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("BMFLEET_CACHE", ROOT / ".cache"))
-TPU_BIN = Path(os.environ.get("BMFLEET_TPU_MLIR_BIN", CACHE / "tpu-mlir-1.30.2" / "venv" / "bin"))
+TPU_BIN = Path("/nonexistent")  # set from the tpu_mlir_bin fixture before any test runs a tool
 
-pytestmark = [
-    pytest.mark.toolchain,
-    pytest.mark.skipif(not (TPU_BIN / "model_tool").exists(), reason=f"no TPU-MLIR environment at {TPU_BIN}"),
-]
+pytestmark = pytest.mark.toolchain
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tpu_bin(tpu_mlir_bin: Path) -> None:
+    global TPU_BIN  # noqa: PLW0603 - the tools below are plain functions; the fixture decides where they live
+    if not (tpu_mlir_bin / "model_tool").exists():
+        pytest.skip(f"no model_tool in {tpu_mlir_bin}")
+    TPU_BIN = tpu_mlir_bin
+
 
 CHIPS = ("bm1684", "bm1684x")
 BATCHES = (4, 1)

@@ -153,3 +153,21 @@ def test_wrong_shape_is_bad_input(tpu_mlir_bin: Path, assets: Path):
     with pytest.raises(CompileFailure) as err:
         compile_stage(request, assets / "bad_shape", bin_dir=tpu_mlir_bin)
     assert err.value.reason == "BadInput" and "input shapes error" in err.value.log_tail
+
+
+def test_dynamic_f32_without_layer_group(tpu_mlir_bin: Path, assets: Path):
+    """dyn -> --dynamic and opt 0 -> --disable_layer_group: dynamic F32 is correct on the simulator."""
+    request = dataclasses.replace(_request(assets, "BM1684X", "FP32", 1), dyn=True, opt=0)
+    result = compile_stage(request, assets / "bm1684x_f32_dyn", bin_dir=tpu_mlir_bin)
+    assert {"--dynamic", "--disable_layer_group"} <= set(result.commands[-1])
+    assert _run_and_compare(tpu_mlir_bin, assets, result.bmodel, 1, "bm1684x_f32_dyn") >= MIN_COSINE
+
+
+def test_dynamic_int8_fails_its_own_check(tpu_mlir_bin: Path, assets: Path):
+    """Known in TPU-MLIR 1.30.2 (docs/reference/tpu-mlir-on-cpu.md): dynamic INT8 gives wrong results on the
+    simulator, and model_deploy's bmodel-vs-MLIR check catches it. If this starts passing, the upstream
+    behaviour changed: revisit the reference page."""
+    request = dataclasses.replace(_request(assets, "BM1684X", "INT8", 1), dyn=True)
+    with pytest.raises(CompileFailure) as err:
+        compile_stage(request, assets / "bm1684x_int8_dyn", bin_dir=tpu_mlir_bin)
+    assert err.value.reason == "ToleranceCheckFailed"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bmfleet.bmodel import Binary, BModelError, RawTable, encode, load_bytes, pack, read_model, synth, verify
+from bmfleet.bmodel import Binary, BModelError, RawTable, decode, encode, load_bytes, pack, read_model, synth, verify
 from bmfleet.bmodel.container import HEADER_SIZE, MAGIC
 
 
@@ -155,3 +155,21 @@ def test_string_not_terminated() -> None:
     fb[i + 6] = ord("X")  # overwrite the terminating zero
     msg = err(_file(bytes(fb)))
     assert "Model.chip: string is not zero-terminated" in msg
+
+
+def test_combine_refuses_to_drop_unknown_fields(tmp_path: Path) -> None:
+    from bmfleet.bmodel import combine
+
+    p = tmp_path / "x.bmodel"
+    p.write_bytes(_file(_hand_built(extra_id=11)))
+    with pytest.raises(BModelError, match="has fields this tool does not know and would drop: Model field id 11"):
+        combine([p], tmp_path / "o.bmodel")
+
+
+def test_object_budget_stops_pathological_files(good: bytes) -> None:
+    with load_bytes(good) as f:
+        h = f.header
+    fb = good[h.header_size : h.header_size + h.flatbuffers_size]
+    with pytest.raises(BModelError, match="more than 10 objects"):
+        decode(fb, max_objects=10)
+    assert decode(fb).type == "Model"

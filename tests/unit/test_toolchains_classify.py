@@ -141,6 +141,11 @@ GFLAGS_UNKNOWN = "ERROR: unknown command line flag 'foo'"
         (PKG_WARNING + "Segmentation fault (core dumped)", 139, "ToolchainCrash"),
         (PKG_WARNING, -signal.SIGSEGV, "ToolchainCrash"),
         ("", 1, "ToolchainCrash"),
+        # Other messages of TPU-MLIR 1.30.2's converters (their raise statements, not run here).
+        ("RuntimeError: Resize Op not support now", 1, "UnsupportedOperator"),
+        ("RuntimeError: This mode not support yet: tf_crop_and_resize", 1, "UnsupportedOperator"),
+        ("ValueError: Unsupported ONNX attribute: sparse_tensor", 1, "UnsupportedOperator"),
+        ("RuntimeError: Unsupport opset for Pad", 1, "UnsupportedOperator"),
         (BMNETU_UNSUPPORTED, 1, "UnsupportedOperator"),
         (BMNETU_COMPARE, 1, "ToleranceCheckFailed"),
         (BAD_ALLOC, 134, "OutOfMemory"),

@@ -5,11 +5,18 @@
 - Every stage (NetParameter) is carried over field by field through the schema-driven codec, so fields this
   module does not interpret (device addresses, sub-nets, profiles, ...) are kept as they are. An input with a
   field the schema does not know is refused rather than silently losing it.
-- Every ``Binary`` is re-pointed into the new binary section; identical blobs are stored once.
+- Every ``Binary`` is re-pointed into the new binary section; identical blobs are stored once. Blobs are
+  written in the vendor's order (kernel module, then each stage's blobs in schema-walk order, stages in
+  arrival order) with TPU-MLIR 1.30.2's 4 KiB layout (see :mod:`bmfleet.bmodel.writer`); given the inputs
+  in the same order, the result equals ``model_tool --combine``'s output except for the creation time.
 - Stages of one net are ordered largest input first: the runtime needs the biggest batch as stage 0
-  (docs/reference/tpu-mlir-on-cpu.md, "Combining one net with several batch stages").
-- Checks the vendor tool lacks: all inputs must be for the same chip; output dtypes differing between the
-  stages of a net are reported as warnings.
+  (docs/reference/tpu-mlir-on-cpu.md, "Combining one net with several batch stages"). model_tool keeps the
+  command-line order instead.
+- BM1684's uninitialised ``KernelModule.mode`` does not block the combine (what ``model_tool --refresh``
+  works around); see :func:`_set_kernel_mode`.
+- Checks the vendor tool lacks: all inputs must be for the same chip and the same ``bmodel_type``; output
+  dtypes differing between the stages of a net are reported as warnings.
+- Version: the first input's string (model_tool stamps its own); time: now, in ``ctime()`` form.
 """
 
 from __future__ import annotations

@@ -39,6 +39,17 @@ def _worker(args: argparse.Namespace) -> int:
     return combine_main(args.rest)
 
 
+def _build(args: argparse.Namespace) -> int:
+    if not args.local:
+        print("bmfleet build: only --local is supported; on a cluster, kubectl apply -f the manifest", file=sys.stderr)
+        return 2
+    from pathlib import Path
+
+    from bmfleet.cli.local import run_local
+
+    return run_local(Path(args.file), Path(args.store), args.parallel)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from bmfleet.cli.demo import run_demo
 
@@ -70,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("step", choices=["compile", "combine"])
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=_worker)
+
+    s = sub.add_parser("build", help="run a BModelBuild's steps without a cluster (--local)")
+    s.add_argument("-f", "--file", required=True, help="BModelBuild manifest")
+    s.add_argument("--local", action="store_true", help="run the steps as local processes")
+    s.add_argument("--store", default="bmfleet-store", help="local store directory (blobs and compile cache)")
+    s.add_argument("--parallel", "-j", type=int, default=2, help="stages compiled at once")
+    s.set_defaults(func=_build)
 
     s = sub.add_parser("demo", help="sandbox + operator + the seed's two-shape build, followed to the end")
     s.add_argument("--state-dir", default=None, help="sandbox state directory (default .sandbox)")

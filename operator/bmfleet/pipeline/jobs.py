@@ -42,8 +42,15 @@ class Owner:
     generation: int
 
 
-def compile_args(spec: BModelBuildSpec, shapes: StageShapes) -> list[str]:
-    """`bmfleet worker compile` arguments that fully describe one stage's compile."""
+def compile_args(
+    spec: BModelBuildSpec,
+    shapes: StageShapes,
+    outdir: str = f"{WORK_DIR}/out",
+    result: str = RESULT_PATH,
+    store: str | None = None,
+) -> list[str]:
+    """`bmfleet worker compile` arguments that fully describe one stage's compile. `outdir`, `result` and
+    `store` default to the Job's paths; `bmfleet build --local` passes its own."""
     opts = spec.compile
     args = [
         f"--toolchain={spec.toolchain.name}",
@@ -56,8 +63,8 @@ def compile_args(spec: BModelBuildSpec, shapes: StageShapes) -> list[str]:
         f"--dyn={str(opts.dyn).lower()}",
         f"--cmp={str(opts.cmp).lower()}",
         f"--mode={opts.mode}",
-        f"--outdir={WORK_DIR}/out",
-        f"--result={RESULT_PATH}",
+        f"--outdir={outdir}",
+        f"--result={result}",
     ]
     optional: list[tuple[str, object | None]] = [
         ("--weights", spec.model.weights_uri),
@@ -82,7 +89,9 @@ def compile_args(spec: BModelBuildSpec, shapes: StageShapes) -> list[str]:
         ]
     if opts.keep_outputs:
         optional.append(("--keep-outputs", "true"))
-    if store_claim(spec) is not None and spec.output is not None and spec.output.store is not None:
+    if store is not None:
+        optional.append(("--store", store))
+    elif store_claim(spec) is not None and spec.output is not None and spec.output.store is not None:
         optional.append(("--store", spec.output.store.uri))
     args += [f"{flag}={value}" for flag, value in optional if value is not None]
     return args

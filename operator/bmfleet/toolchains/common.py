@@ -125,9 +125,12 @@ _PATTERNS: list[tuple[FailureReason, re.Pattern[str]]] = [
     (
         "UnsupportedOperator",
         re.compile(
-            # TPU-MLIR's front ends: "Op not support:{...}" (ONNX), "... not supported" for layer types;
+            # TPU-MLIR 1.30.2's front ends (transform/*Converter.py): "Op not support:{'Det'}",
+            # "Resize Op not support now", "This mode not support yet: ...", "Unsupported ONNX attribute",
+            # "Unsupport opset for ...", "Not supported ActivationFunctionType" (TFLite);
             # bmnetu/bmcompiler: "not supported layer type", "unsupported layer".
             r"Op not support|op(?:erator)?\s+\S+\s+(?:is\s+)?not\s+support|not supported layer|"
+            r"not support (?:now|yet)|Unsupported ONNX attribute|Unsupport opset|Not supported ActivationFunction|"
             r"unsupported (?:layer|op\b|operator)|layer type \S+ (?:is )?not (?:supported|implemented)|"
             r"No converter for|not implemented for op",
             re.IGNORECASE,
@@ -147,7 +150,7 @@ _PATTERNS: list[tuple[FailureReason, re.Pattern[str]]] = [
         "BadInput",
         re.compile(
             r"No such file or directory|FileNotFoundError|does not exist|Error parsing message|"
-            r"ModelProto|InvalidProtobuf|INVALID_PROTOBUF|InvalidGraph|invalid (?:shape|input|model)|"
+            r"InvalidProtobuf|INVALID_PROTOBUF|InvalidGraph|invalid (?:shape|input|model)|"
             r"input_shapes? .*(?:mismatch|not match)|shape mismatch|unknown command line flag|"
             r"illegal value .* for \w+ flag|ERROR: flag '\w+' is missing|cannot be parsed|"
             r"not a valid|BadInput|input shapes error|DecodeError|Protobuf decoding|"

@@ -9,16 +9,9 @@ from pathlib import Path
 from bmfleet.bmodel import read_model
 from bmfleet.bmodel.combine import combine
 from bmfleet.bmodel.errors import BModelError
-from bmfleet.pipeline.pods import EXIT_BAD_INPUT, STORE_DIR
+from bmfleet.pipeline.pods import EXIT_BAD_INPUT
 from bmfleet.store.fs import FileStore
-from bmfleet.worker.compile import write_result
-
-
-def _store_root(store: str) -> tuple[str, Path]:
-    if not store.startswith("pvc://"):
-        raise BModelError(f"--store {store!r}: only pvc:// stores can be combined from")
-    claim_and_prefix = store.removeprefix("pvc://").rstrip("/")
-    return claim_and_prefix, Path(STORE_DIR) / claim_and_prefix
+from bmfleet.worker.compile import store_location, write_result
 
 
 def main(argv: list[str]) -> int:
@@ -31,9 +24,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--result")
     args = p.parse_args(argv)
     try:
-        prefix, root = _store_root(args.store)
+        root, base = store_location(args.store)
         store = FileStore(root)
-        paths = [store.path(uri.removeprefix(f"pvc://{prefix}/")) for uri in args.inputs.split(",")]
+        paths = [store.path(uri.removeprefix(f"{base}/")) for uri in args.inputs.split(",")]
         out = Path(args.outdir) / args.name
         out.parent.mkdir(parents=True, exist_ok=True)
         combine(paths, out)
@@ -49,7 +42,7 @@ def main(argv: list[str]) -> int:
             "state": "Succeeded",
             "digest": f"sha256:{blob.digest}",
             "size": blob.size,
-            "uri": f"pvc://{prefix}/{blob.key}",
+            "uri": f"{base}/{blob.key}",
             "nets": len(model.nets),
             "stages": sum(stages),
         },

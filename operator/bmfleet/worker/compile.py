@@ -140,10 +140,19 @@ def _store(request: CompileRequest, result: CompileResult) -> dict[str, object]:
     """Put the bmodel into the store when one is mounted; the record then carries its URI."""
     if not request.store:
         return {}
-    claim_and_prefix = request.store.removeprefix("pvc://")
-    root = Path(STORE_DIR) / claim_and_prefix
+    root, base = store_location(request.store)
     blob = FileStore(root).put(result.bmodel)
-    return {"uri": f"pvc://{claim_and_prefix.rstrip('/')}/{blob.key}"}
+    return {"uri": f"{base}/{blob.key}"}
+
+
+def store_location(store: str) -> tuple[Path, str]:
+    """(local root, URI prefix) of a store: pvc://<claim>/<prefix> is mounted under STORE_DIR in the pod;
+    file:///<dir> is a directory on this machine (`bmfleet build --local`)."""
+    if store.startswith("file://"):
+        root = Path(store.removeprefix("file://"))
+        return root, f"file://{root}"
+    claim_and_prefix = store.removeprefix("pvc://").rstrip("/")
+    return Path(STORE_DIR) / claim_and_prefix, f"pvc://{claim_and_prefix}"
 
 
 def main(argv: list[str]) -> int:
