@@ -17,10 +17,10 @@ import pytest
 from bmfleet.bmodel import read_model
 from bmfleet.cli.devenv import OperatorProcess, create_store_claim
 from bmfleet.sandbox.controlplane import Sandbox
+from bmfleet.sandbox.models import write_calibration_dir, write_classifier, write_input_npz, write_unsupported
 from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 from bmfleet.toolchains.tpu_mlir import find_bin_dir, tool_env
 from tests.integration.conftest import Builds
-from tests.models.onnx_models import write_calibration_dir, write_classifier, write_input_npz, write_unsupported
 
 pytestmark = pytest.mark.toolchain
 

@@ -10,7 +10,7 @@ import yaml
 
 from bmfleet.bmodel import read_model
 from bmfleet.cli.local import run_local
-from tests.models.onnx_models import write_calibration_dir, write_classifier
+from bmfleet.sandbox.models import write_calibration_dir, write_classifier
 
 
 def _manifest(tmp_path: Path) -> Path:

@@ -12,10 +12,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from bmfleet.sandbox.models import write_calibration_dir, write_classifier, write_input_npz, write_unsupported
 from bmfleet.toolchains.common import CompileFailure, CompileResult
 from bmfleet.toolchains.tpu_mlir import Tolerance, compile_stage, tool_env
 from bmfleet.worker.compile import CompileRequest
-from tests.models.onnx_models import write_calibration_dir, write_classifier, write_input_npz, write_unsupported
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.timeout(1800)]
 MIN_COSINE = 0.99

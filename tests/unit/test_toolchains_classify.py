@@ -30,7 +30,7 @@ PKG_WARNING = (
     "  import sys, os, subprocess, pkg_resources\n"
 )
 
-# model_transform on an ONNX model with a `Det` node (tests/models: unsupported_op_model).
+# model_transform on an ONNX model with a `Det` node (bmfleet.sandbox.models: unsupported_op_model).
 UNSUPPORTED_OP = (
     PKG_WARNING
     + f"""2026/11/26 21:23:24 - INFO : TPU-MLIR v1.30.2-20260831

@@ -89,10 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--parallel", "-j", type=int, default=2, help="stages compiled at once")
     s.set_defaults(func=_build)
 
-    s = sub.add_parser("demo", help="sandbox + operator + the seed's two-shape build, followed to the end")
+    s = sub.add_parser("demo", help="sandbox + operator + a real two-shape TPU-MLIR build, followed to the end")
     s.add_argument("--state-dir", default=None, help="sandbox state directory (default .sandbox)")
-    s.add_argument("--timeout", type=float, default=180, help="seconds to wait for the build")
-    s.add_argument("--run-time", type=int, default=4, help="seconds a simulated compile takes")
+    s.add_argument("--timeout", type=float, default=600, help="seconds to wait for the build")
     s.set_defaults(func=_demo)
 
     from bmfleet.cli.bmodel_cmd import add_commands as add_bmodel_commands

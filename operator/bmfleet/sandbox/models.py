@@ -7,6 +7,7 @@ environment reads them (the main venv's onnx would otherwise stamp a newer IR ve
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -45,8 +46,8 @@ def classifier_model(seed: int = 0) -> onnx.ModelProto:
     fc_w = rng.normal(0.0, np.sqrt(1.0 / 32), size=(NUM_CLASSES, 32)).astype(np.float32)
     fc_b = rng.normal(0.0, 0.05, size=(NUM_CLASSES,)).astype(np.float32)
     inits += [numpy_helper.from_array(fc_w, "fc_w"), numpy_helper.from_array(fc_b, "fc_b")]
-    conv = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [1, 1]}
-    pool = {"kernel_shape": [2, 2], "strides": [2, 2]}
+    conv: dict[str, Any] = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [1, 1]}
+    pool: dict[str, Any] = {"kernel_shape": [2, 2], "strides": [2, 2]}
     nodes = [
         helper.make_node("Conv", [INPUT_NAME, "conv1_w", "conv1_b"], ["c1"], name="conv1", **conv),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
@@ -129,6 +130,7 @@ def write_calibration_dir(directory: Path, count: int = 8, seed: int = 100) -> P
 
 def write_input_npz(path: Path, batch: int, seed: int = 7) -> np.ndarray:
     """One input file for model_runner, `{"input": [batch,3,32,32]}`; returns the array."""
-    data = sample_inputs(1, batch, seed)[0]
-    np.savez(path, **{INPUT_NAME: data})
+    data: np.ndarray = sample_inputs(1, batch, seed)[0]
+    arrays: dict[str, Any] = {INPUT_NAME: data}
+    np.savez(path, **arrays)
     return data
