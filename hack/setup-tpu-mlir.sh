@@ -35,7 +35,10 @@ if [ -f "$STAMP" ] && [ -x "$VENV/bin/model_deploy" ]; then echo "$VENV/bin"; ex
 
 find_python310() {
   local candidate
-  if [ -n "${BMFLEET_PYTHON310:-}" ]; then echo "$BMFLEET_PYTHON310"; return 0; fi
+  if [ -n "${BMFLEET_PYTHON310:-}" ]; then
+    [ -x "$BMFLEET_PYTHON310" ] || { log "BMFLEET_PYTHON310=$BMFLEET_PYTHON310 is not an executable"; return 1; }
+    echo "$BMFLEET_PYTHON310"; return 0
+  fi
   if command -v pyenv >/dev/null 2>&1; then
     candidate=$(printf '%s\n' "$(pyenv root)"/versions/3.10.*/bin/python | sort -V | tail -1)
     if [ -x "$candidate" ]; then echo "$candidate"; return 0; fi

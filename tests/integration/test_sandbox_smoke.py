@@ -18,16 +18,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from bmfleet.sandbox import (
-    HOLD_ANNOTATION,
-    OUTCOME_ANNOTATION,
-    Sandbox,
-    api_client_for,
-    cli,
-    controlplane,
-    require_loopback,
-)
+from bmfleet.sandbox import cli, controlplane
 from bmfleet.sandbox import state as state_mod
+from bmfleet.sandbox.controlplane import Sandbox, api_client_for
+from bmfleet.sandbox.kubeconfig import require_loopback
+from bmfleet.sandbox.stages import HOLD_ANNOTATION, OUTCOME_ANNOTATION
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

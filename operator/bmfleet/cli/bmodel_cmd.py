@@ -11,8 +11,10 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bmfleet.bmodel import BModelError, combine, format_text, read_model, to_json
+if TYPE_CHECKING:
+    from bmfleet.bmodel import BModelError
 
 
 def _fail(e: BModelError) -> int:
@@ -21,6 +23,13 @@ def _fail(e: BModelError) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from bmfleet.bmodel import (  # lazy: keeps `bmfleet <other command>` fast
+        BModelError,
+        format_text,
+        read_model,
+        to_json,
+    )
+
     try:
         model = read_model(args.file)
     except BModelError as e:
@@ -34,6 +43,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from bmfleet.bmodel import (  # lazy: keeps `bmfleet <other command>` fast
+        BModelError,
+        read_model,
+    )
+
     try:
         model = read_model(args.file)
     except BModelError as e:
@@ -46,6 +60,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_combine(args: argparse.Namespace) -> int:
+    from bmfleet.bmodel import (  # lazy: keeps `bmfleet <other command>` fast
+        BModelError,
+        combine,
+    )
+
     t0 = time.perf_counter()
     try:
         report = combine(args.inputs, args.output)

@@ -1,42 +1,6 @@
-"""bmfleet.sandbox: a real local control plane (etcd, apiserver, KCM, scheduler, kwok) for tests and demos.
+"""bmfleet.sandbox: a real local control plane (etcd, apiserver, KCM, scheduler, kwok, a local kubelet) for
+tests and demos. Dev tooling only: product packages must not import it (see the import-linter contracts).
 
-Dev tooling only: product packages must not import it (see the import-linter contracts).
+Import what you need from the submodules (`controlplane`, `kubeconfig`, `stages`, ...): this package itself
+imports nothing, so `bmfleet <any command>` does not pay for the Kubernetes client unless it uses it.
 """
-
-from bmfleet.sandbox.controlplane import (
-    AlreadyRunningError,
-    Sandbox,
-    SandboxError,
-    Status,
-    api_client_for,
-    find_binaries,
-    find_repo_root,
-    is_running,
-    load_sandbox,
-    start,
-    status,
-    stop,
-    token_kubeconfig,
-)
-from bmfleet.sandbox.kubeconfig import NotLoopbackError, require_loopback
-from bmfleet.sandbox.stages import HOLD_ANNOTATION, OUTCOME_ANNOTATION
-
-__all__ = [
-    "HOLD_ANNOTATION",
-    "OUTCOME_ANNOTATION",
-    "AlreadyRunningError",
-    "NotLoopbackError",
-    "Sandbox",
-    "SandboxError",
-    "Status",
-    "api_client_for",
-    "find_binaries",
-    "find_repo_root",
-    "is_running",
-    "load_sandbox",
-    "require_loopback",
-    "start",
-    "status",
-    "stop",
-    "token_kubeconfig",
-]

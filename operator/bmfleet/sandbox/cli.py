@@ -12,7 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-from bmfleet.sandbox import controlplane
 from bmfleet.sandbox.procs import ComponentError
 
 STATE_DIR_ENV = "BMFLEET_SANDBOX_DIR"
@@ -20,6 +19,8 @@ STATE_DIR_ENV = "BMFLEET_SANDBOX_DIR"
 
 def default_state_dir() -> Path:
     """``$BMFLEET_SANDBOX_DIR``, else ``<repo>/.sandbox``."""
+    from bmfleet.sandbox import controlplane  # lazy: keeps `bmfleet <other command>` fast
+
     env = os.environ.get(STATE_DIR_ENV)
     if env:
         return Path(env)
@@ -45,6 +46,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from bmfleet.sandbox import controlplane  # lazy: keeps `bmfleet <other command>` fast
+
     state_dir = _state_dir(args)
     existing = controlplane.load_sandbox(state_dir)
     if existing is not None:
@@ -64,6 +67,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from bmfleet.sandbox import controlplane  # lazy: keeps `bmfleet <other command>` fast
+
     state_dir = _state_dir(args)
     try:
         controlplane.stop(state_dir)
@@ -75,6 +80,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from bmfleet.sandbox import controlplane  # lazy: keeps `bmfleet <other command>` fast
+
     st = controlplane.status(_state_dir(args))
     if st.sandbox is None:
         print("not running (nothing recorded)")
@@ -88,6 +95,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    from bmfleet.sandbox import controlplane  # lazy: keeps `bmfleet <other command>` fast
+
     sandbox = controlplane.load_sandbox(_state_dir(args))
     if sandbox is None:
         print("the sandbox is not running; start it with 'bmfleet sandbox up'", file=sys.stderr)
