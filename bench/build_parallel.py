@@ -1,8 +1,8 @@
 """Build wall times, side by side in one run (issue 3 targets):
 
 1. `bmfleet build --local`: two shapes compiled in parallel vs one after another   (target <= 0.65x)
-2. the operator pipeline on the sandbox: build wall time minus the critical path of its steps (target <= 2 s);
-   the critical path is the same worker commands run locally in parallel (phase 1's parallel run)
+2. the operator pipeline on the sandbox: build wall time (apply -> Combined) minus the critical path of its steps
+   (the longest compile process plus the combine process, timed exactly by the sandbox kubelet) (target <= 2 s)
 3. `bmfleet bmodel combine` vs `model_tool --combine` on the same two bmodels           (target <= 1.0x)
 
     .venv/bin/python bench/build_parallel.py
@@ -58,7 +58,16 @@ def _local(manifest: Path, store: Path, parallel: int) -> float:
     return time.monotonic() - t0
 
 
-def _operator_build(work: Path, model: Path, calib: Path) -> float:
+def _critical_path(runs_file: Path, t0: float) -> float:
+    """Longest compile process plus the combine process, from the sandbox kubelet's exact run times."""
+    runs = [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()]
+    runs = [r for r in runs if r["start"] >= t0]
+    compiles = [r["end"] - r["start"] for r in runs if r["labels"].get("bmfleet.io/step") == "compile"]
+    combines = [r["end"] - r["start"] for r in runs if r["labels"].get("bmfleet.io/step") == "combine"]
+    return max(compiles) + sum(combines)
+
+
+def _operator_build(work: Path, model: Path, calib: Path) -> tuple[float, float]:
     sandbox = start(work / "sandbox", find_binaries(find_repo_root()))
     try:
         install_crds(sandbox)
@@ -71,7 +80,7 @@ def _operator_build(work: Path, model: Path, calib: Path) -> float:
             spec["placement"] = {"podAnnotations": {EXECUTE_ANNOTATION: "true"}}
             body = {"apiVersion": "bmfleet.io/v1alpha1", "kind": "BModelBuild", "metadata": {"name": "tiny"},
                     "spec": spec}  # fmt: skip
-            t0 = time.monotonic()
+            t0 = time.time()
             kubectl(sandbox, "apply", "-n", "bench", "-f", "-", stdin=yaml.safe_dump(body))
 
             def combined() -> bool:
@@ -81,7 +90,8 @@ def _operator_build(work: Path, model: Path, calib: Path) -> float:
                 return st.get("phase") == "Combined"
 
             wait_for(combined, 600, "the operator build to combine", interval=0.05)
-            return time.monotonic() - t0
+            wall = time.time() - t0
+            return wall, _critical_path(sandbox.state_dir / "kubelet" / "runs.jsonl", t0)
         finally:
             op.stop()
     finally:
@@ -127,15 +137,15 @@ def main() -> int:
                                         "spec": _spec(f"file://{model}", f"file://{calib}")}))  # fmt: skip
     sequential = _local(manifest, work / "store-seq", 1)
     parallel = _local(manifest, work / "store-par", 2)
-    operator = _operator_build(work, model, calib)
+    operator, critical = _operator_build(work, model, calib)
     ours, vendor = _combine_times(work / "store-par", work)
     print(f"{'measure':<58}{'value':>10}{'target':>10}")
     print(f"{'--local, 2 shapes one after another (s)':<58}{sequential:>10.1f}")
     print(f"{'--local, 2 shapes in parallel (s)':<58}{parallel:>10.1f}")
     print(f"{'  parallel / sequential':<58}{parallel / sequential:>10.2f}{'<= 0.65':>10}")
     print(f"{'operator build on the sandbox, apply -> Combined (s)':<58}{operator:>10.1f}")
-    print(f"{'  overhead = operator build - critical path (local parallel)':<58}{operator - parallel:>10.1f}"
-          f"{'<= 2.0':>10}")  # fmt: skip
+    print(f"{'  critical path: longest compile + combine, as run (s)':<58}{critical:>10.1f}")
+    print(f"{'  overhead = build wall time - critical path (s)':<58}{operator - critical:>10.1f}{'<= 2.0':>10}")
     print(f"{'bmfleet bmodel combine, process, median of 5 (s)':<58}{ours:>10.3f}")
     print(f"{'model_tool --combine, process, median of 5 (s)':<58}{vendor:>10.3f}")
     print(f"{'  ours / vendor':<58}{ours / vendor:>10.2f}{'<= 1.0':>10}")

@@ -15,7 +15,7 @@ from bmfleet.controllers.kube import Kube
 from bmfleet.pipeline.combine import build_combine_job, combine_cache_key, combine_inputs
 from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, compile_cache_key, worker_image
 from bmfleet.pipeline.pods import store_claim
-from bmfleet.pipeline.status import StageJob, job_state, pod_result, stage_statuses, stalled, summarise
+from bmfleet.pipeline.status import StageJob, apply_result, job_state, pod_result, stage_statuses, stalled, summarise
 from bmfleet.pipeline.validate import Problem, parse_spec, referenced_claims, resolve_stages, unsupported_fields
 
 # Builds are reconciled from their own handlers and from their Jobs' events, in kopf's thread pool. A fixed
@@ -110,9 +110,8 @@ def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig, cache: Cac
             if was_created:
                 created.append((i, job_name))
         stage_jobs.append(StageJob(i, shapes, job_name, key, cached))
-    # Pods are read only once a Job has finished: that is when a result record exists.
-    finished = any(job_state(j)["state"] in ("Succeeded", "Failed") for j in existing.values())
-    pods = kube.latest_pods(ns, name) if finished else {}
+    # Result records are in finished pods; none exist before the first Job does.
+    pods = kube.latest_pods(ns, name) if existing else {}
     results = {job: r for job, pod in pods.items() if (r := pod_result(pod))}
     shapes_status = stage_statuses(stage_jobs, jobs, list(old_status.get("shapes") or []), results)
 
@@ -160,11 +159,7 @@ def _combine(
             return {"state": "Succeeded", "cacheKey": key, "cacheHit": True, **hit}, None, False
         job, made = kube.create_job(manifest)
     entry: dict[str, Any] = {"job": job_name, "cacheKey": key, **job_state(job)}
-    result = results.get(job_name) or {}
-    if entry["state"] == "Succeeded":
-        entry.update({k: result[k] for k in ("uri", "digest", "size", "stages") if result.get(k) is not None})
-    elif entry["state"] == "Failed":
-        entry.update({k: str(result[k]) for k in ("reason", "message") if result.get(k)})
+    apply_result(entry, results.get(job_name))
     return entry, job_name, made
 
 

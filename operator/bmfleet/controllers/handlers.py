@@ -83,6 +83,18 @@ def compile_job_event(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **k
         _reconcile(memo, body.metadata.namespace or "", owner["name"], logger, _lookup(kwargs["artifacts"]))
 
 
+def _finished(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") in ("Succeeded", "Failed")
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_BUILD: kopf.PRESENT}, when=_finished)
+def worker_pod_finished(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    """A worker pod finished: its result record is there now, a second before the Job says Complete."""
+    build = body.metadata.labels.get(LABEL_BUILD)
+    if build:
+        _reconcile(memo, body.metadata.namespace or "", build, logger, _lookup(kwargs["artifacts"]))
+
+
 def _reconcile(memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger, cache: Cache) -> Outcome | None:
     kube: Kube = memo.kube
     with build_lock(namespace, name):

@@ -39,7 +39,7 @@ RULES: tuple[Rule, ...] = (
         ("get", "list", "watch", "create", "delete"),
         "one compile Job per stage; stale Jobs are deleted",
     ),
-    Rule("", ("pods",), ("list",), "read each compile's result record from its pod's termination message"),
+    Rule("", ("pods",), ("list", "watch"), "read each step's result record from its pod's termination message"),
     Rule("", ("persistentvolumeclaims",), ("get",), "check that pvc:// inputs exist before creating Jobs"),
 )
 

@@ -82,21 +82,31 @@ def pod_result(pod: dict[str, Any]) -> dict[str, Any] | None:
     """The worker's result record from a finished pod's termination message. Not JSON (the kubelet fell back
     to the log tail because the worker died before writing it): that text becomes the message."""
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        text = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+        terminated = (cs.get("state") or {}).get("terminated") or {}
+        text = terminated.get("message")
         if not text:
             continue
         try:
             record = json.loads(text)
         except ValueError:
             return {"message": text[-2048:]}
-        return record if isinstance(record, dict) else {"message": text[-2048:]}
+        if not isinstance(record, dict):
+            return {"message": text[-2048:]}
+        if terminated.get("exitCode") == 0 and record.get("state") == "Succeeded":
+            record["finishedAt"] = terminated.get("finishedAt")
+        return record
     return None
 
 
-def _apply_result(entry: dict[str, Any], result: dict[str, Any] | None) -> None:
-    """Worker-reported detail: its failure reason beats the Job controller's generic one."""
+def apply_result(entry: dict[str, Any], result: dict[str, Any] | None) -> None:
+    """Worker-reported detail: its failure reason beats the Job controller's generic one. A pod that exited 0
+    with a Succeeded record finishes the stage at once: the Job controller batches pod updates (about 1 s)
+    before it marks the Job Complete, and a pipeline step should not wait for that."""
     if not result:
         return
+    if entry["state"] in ("Pending", "Running") and result.get("finishedAt"):
+        finished = _time(result["finishedAt"])
+        entry.update(state="Succeeded", completionTime=finished, seconds=_seconds(entry.get("startTime"), finished))
     if entry["state"] == "Failed":
         if result.get("reason"):
             entry["reason"] = str(result["reason"])
@@ -131,7 +141,7 @@ def stage_statuses(
             entry.update({k: v for k, v in stage.cached.items() if k in RESULT_FIELDS})
         elif stage.job_name in jobs:
             entry.update(job_state(jobs[stage.job_name]))
-            _apply_result(entry, (results or {}).get(stage.job_name))
+            apply_result(entry, (results or {}).get(stage.job_name))
         elif stage.job_name in prev_by_job:
             kept = prev_by_job[stage.job_name]
             entry.update({k: v for k, v in kept.items() if k not in entry})

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +31,7 @@ from bmfleet.sandbox.controlplane import api_client_for
 from bmfleet.sandbox.podexec import POD_ROOT
 from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 
+RUNS_FILE = "runs.jsonl"
 TERMINATION_LIMIT = 4096  # bytes of termination message a kubelet keeps per container
 log = logging.getLogger("bmfleet.sandbox.kubelet")
 
@@ -129,7 +131,9 @@ class PodRun:
                     "containerStatuses": [_container(c, running, ready=True)],
                 }
             )
+            t0 = time.time()
             code = self.proc.wait()
+            self.kubelet.record_run(self.meta, t0, time.time(), code)
             message = self._message(code)
         except Exception as exc:  # a pod the sandbox cannot run fails with the reason, as a kubelet's would
             code, message = 128, f"sandbox kubelet: {exc}"[:TERMINATION_LIMIT]
@@ -176,6 +180,8 @@ class LocalKubelet:
         self.core = client.CoreV1Api(self.api)
         self.state_dir = state_dir
         self.runs: dict[str, PodRun] = {}
+        self._runs_lock = threading.Lock()
+        state_dir.mkdir(parents=True, exist_ok=True)
         venv_bin = str(Path(sys.executable).parent)
         self.path = os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")])
         # What a worker image would carry (where TPU-MLIR lives, the cache root): BMFLEET_* from this host.
@@ -184,6 +190,14 @@ class LocalKubelet:
     def _plain(self, obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = self.api.sanitize_for_serialization(obj)
         return out
+
+    def record_run(self, meta: dict[str, Any], started: float, ended: float, code: int) -> None:
+        """Append one line to runs.jsonl: exact process times (pod status only has whole seconds), so a
+        benchmark can tell the steps' own time from the pipeline's overhead."""
+        line = {"namespace": meta["namespace"], "pod": meta["name"], "labels": meta.get("labels") or {},
+                "start": started, "end": ended, "exitCode": code}  # fmt: skip
+        with self._runs_lock, (self.state_dir / RUNS_FILE).open("a") as f:
+            f.write(json.dumps(line) + "\n")
 
     def claim_path(self, namespace: str, claim: str) -> Path:
         """Host directory of the PV a claim is bound to (hostPath or local PVs only)."""
