@@ -48,6 +48,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/reconcile_latency.py
+	$(BIN)/python bench/build_parallel.py
 
 clean-sandbox: venv
 	$(BIN)/bmfleet sandbox down

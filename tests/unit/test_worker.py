@@ -81,3 +81,41 @@ def test_store_is_content_addressed_and_idempotent(tmp_path):
     assert store.lookup("key1") == first and store.lookup("missing") is None
     with pytest.raises(ValueError, match="outside the store"):
         store.path("../../etc/passwd")
+
+
+def test_http_inputs_are_downloaded_and_checked(tmp_path):
+    import hashlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from bmfleet.worker.inputs import InputError, resolve
+
+    payload = b"model bytes" * 100
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/net.onnx":
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(payload)
+            else:
+                self.send_response(404)
+                self.end_headers()
+
+        def log_message(self, *args):
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        path = resolve(f"{base}/net.onnx", tmp_path, hashlib.sha256(payload).hexdigest())
+        assert path.read_bytes() == payload
+        with pytest.raises(InputError, match="download failed"):
+            resolve(f"{base}/missing.onnx", tmp_path)
+        with pytest.raises(InputError, match="does not match"):
+            resolve(f"{base}/net.onnx", tmp_path, "0" * 64)
+        with pytest.raises(InputError, match="need the artifact store"):
+            resolve("oci://registry.local/m:1", tmp_path)
+    finally:
+        server.shutdown()

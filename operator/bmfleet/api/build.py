@@ -229,7 +229,7 @@ class Gates(ApiModel):
 
 
 class StoreRef(ApiModel):
-    """Artifact store for the combined bmodel (schema only for now)."""
+    """Artifact store for compiled and combined bmodels (pvc now; oci and s3 come with the rollout release)."""
 
     type: Literal["oci", "s3", "pvc"] = Field("oci", description="Store backend.")
     uri: Uri = Field(description="Repository (oci://host/repo), bucket prefix (s3://) or pvc://claim/path.")
@@ -237,7 +237,7 @@ class StoreRef(ApiModel):
 
 
 class Output(ApiModel):
-    """Where the combined bmodel goes (schema only for now)."""
+    """Where the compiled stages and the combined bmodel go; a build with a store is also combined and cached."""
 
     store: StoreRef | None = Field(None, description="Artifact store; empty: the operator's default store.")
     name: str | None = Field(None, max_length=253, description="Artifact name; default <netName>.bmodel.")
