@@ -72,9 +72,12 @@ def no_cache(_: str) -> None:
     return None
 
 
-def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig, cache: Cache = no_cache) -> Outcome:
+def reconcile(
+    kube: Kube, body: dict[str, Any], config: WorkerConfig, cache: Cache = no_cache, pod_finished: bool = False
+) -> Outcome:
     """Bring the build's Jobs and status in line with its spec (idempotent). `cache` maps a compile- or
-    combine-cache key to an artifact some build already produced (only builds with a store use it)."""
+    combine-cache key to an artifact some build already produced (only builds with a store use it).
+    `pod_finished`: a worker pod just finished, so its result record is worth reading before its Job says so."""
     meta = body["metadata"]
     ns, name, uid, generation = meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation", 1))
     old_status = body.get("status") or {}
@@ -110,8 +113,9 @@ def reconcile(kube: Kube, body: dict[str, Any], config: WorkerConfig, cache: Cac
             if was_created:
                 created.append((i, job_name))
         stage_jobs.append(StageJob(i, shapes, job_name, key, cached))
-    # Result records are in finished pods; none exist before the first Job does.
-    pods = kube.latest_pods(ns, name) if existing else {}
+    # Result records are in finished pods: read them once a pod or a Job has finished, not on every tick.
+    finished = any(job_state(j)["state"] in ("Succeeded", "Failed") for j in existing.values())
+    pods = kube.latest_pods(ns, name) if existing and (pod_finished or finished) else {}
     results = {job: r for job, pod in pods.items() if (r := pod_result(pod))}
     shapes_status = stage_statuses(stage_jobs, jobs, list(old_status.get("shapes") or []), results)
 

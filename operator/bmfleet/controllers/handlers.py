@@ -92,10 +92,12 @@ def worker_pod_finished(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, *
     """A worker pod finished: its result record is there now, a second before the Job says Complete."""
     build = body.metadata.labels.get(LABEL_BUILD)
     if build:
-        _reconcile(memo, body.metadata.namespace or "", build, logger, _lookup(kwargs["artifacts"]))
+        _reconcile(memo, body.metadata.namespace or "", build, logger, _lookup(kwargs["artifacts"]), pod_finished=True)
 
 
-def _reconcile(memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger, cache: Cache) -> Outcome | None:
+def _reconcile(
+    memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger, cache: Cache, pod_finished: bool = False
+) -> Outcome | None:
     kube: Kube = memo.kube
     with build_lock(namespace, name):
         # Read under the lock: a reconcile started by a Job event sees what the previous one wrote.
@@ -103,7 +105,7 @@ def _reconcile(memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger, 
         if build is None or build["metadata"].get("deletionTimestamp"):
             return None
         try:
-            outcome = reconcile(kube, build, memo.config, cache)
+            outcome = reconcile(kube, build, memo.config, cache, pod_finished)
         except NamespaceTerminatingError:
             logger.debug("namespace %s is terminating; nothing to reconcile", namespace)
             return None
