@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bmfleet.store.fs import FileStore, sha256_of
+from bmfleet.api.digests import sha256_file
+from bmfleet.store.fs import FileStore
 from bmfleet.worker import compile as worker
 
 DOUBLE = Path(__file__).resolve().parents[1] / "doubles" / "fake_bmnetu.py"
@@ -48,7 +49,7 @@ def test_compiles_stores_and_reports(tmp_path, fake_bmnetu, monkeypatch):
     record = json.loads((tmp_path / "result.json").read_text())
     assert code == 0, record
     bmodel = tmp_path / "out" / "compilation.bmodel"
-    assert record["state"] == "Succeeded" and record["digest"] == f"sha256:{sha256_of(bmodel)}"
+    assert record["state"] == "Succeeded" and record["digest"] == f"sha256:{sha256_file(bmodel)}"
     assert record["size"] == bmodel.stat().st_size and record["toolchain"].startswith("bmnetu ")
     key = record["uri"].removeprefix("pvc://artifacts/builds/")
     assert FileStore(tmp_path / "store" / "artifacts" / "builds").path(key).read_bytes() == bmodel.read_bytes()

@@ -15,7 +15,16 @@ from bmfleet.controllers.kube import Kube
 from bmfleet.pipeline.combine import build_combine_job, combine_cache_key, combine_inputs
 from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, compile_cache_key, worker_image
 from bmfleet.pipeline.pods import store_claim
-from bmfleet.pipeline.status import StageJob, apply_result, job_state, pod_result, stage_statuses, stalled, summarise
+from bmfleet.pipeline.status import (
+    RESULT_FIELDS,
+    StageJob,
+    apply_result,
+    job_state,
+    pod_result,
+    stage_statuses,
+    stalled,
+    summarise,
+)
 from bmfleet.pipeline.validate import Problem, parse_spec, referenced_claims, resolve_stages, unsupported_fields
 
 # Builds are reconciled from their own handlers and from their Jobs' events, in kopf's thread pool. A fixed
@@ -52,8 +61,10 @@ def _problems(
                 reason="NoWorkerImage",
             )
         )
-    for field_name, claim in referenced_claims(spec).items():
-        if not kube.pvc_exists(namespace, claim):
+    claims = referenced_claims(spec)
+    missing = {c for c in set(claims.values()) if not kube.pvc_exists(namespace, c)}  # one GET per claim
+    for field_name, claim in claims.items():
+        if claim in missing:
             problems.append(
                 Problem(
                     field_name,
@@ -120,7 +131,7 @@ def reconcile(
     shapes_status = stage_statuses(stage_jobs, jobs, list(old_status.get("shapes") or []), results)
 
     combine: dict[str, Any] | None = None
-    if store_claim(spec) is not None:
+    if caching:  # a build with a store is also combined
         combine, combine_job, made = _combine(kube, owner, spec, shapes_status, existing, results, config, image, cache)
         if combine_job:
             desired_names.add(combine_job)
@@ -159,7 +170,7 @@ def _combine(
     if job is None:
         cached = cache(key)
         if cached is not None:
-            hit: dict[str, Any] = {k: cached[k] for k in ("uri", "digest", "size", "stages") if k in cached}
+            hit: dict[str, Any] = {k: cached[k] for k in RESULT_FIELDS if k in cached}
             return {"state": "Succeeded", "cacheKey": key, "cacheHit": True, **hit}, None, False
         job, made = kube.create_job(manifest)
     entry: dict[str, Any] = {"job": job_name, "cacheKey": key, **job_state(job)}

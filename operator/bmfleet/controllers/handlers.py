@@ -11,6 +11,7 @@ from bmfleet.controllers import settings as operator_settings
 from bmfleet.controllers.builds import Cache, Outcome, build_lock, reconcile, status_changed
 from bmfleet.controllers.kube import BUILDS, Kube, NamespaceTerminatingError, make_api_client
 from bmfleet.pipeline.names import LABEL_BUILD
+from bmfleet.pipeline.status import RESULT_FIELDS
 
 EVENT_TYPES = {
     "Combining": "Normal",
@@ -38,16 +39,13 @@ def probe(memo: kopf.Memo, **_: Any) -> str:
     return "ok"
 
 
-CACHED_FIELDS = ("uri", "digest", "size", "toolchain", "stages")
-
-
 @kopf.index(GROUP, VERSION, BUILDS)
 def artifacts(status: kopf.Status, **_: Any) -> dict[str, dict[str, Any]]:
     """Compile/combine cache: every stored artifact a build reports, by its cache key. kopf keeps the index
     from the watch, so a lookup costs no API call and the cache survives restarts (it lives in status)."""
     entries = [*(status.get("shapes") or []), *([status["combine"]] if status.get("combine") else [])]
     return {
-        e["cacheKey"]: {k: e[k] for k in CACHED_FIELDS if k in e}
+        e["cacheKey"]: {k: e[k] for k in RESULT_FIELDS if k in e}
         for e in entries
         if e.get("state") == "Succeeded" and e.get("cacheKey") and e.get("uri")
     }

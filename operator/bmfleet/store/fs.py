@@ -6,12 +6,13 @@ digest a compile-cache key resolved to). A PVC mounted in every Job is the store
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from bmfleet.api.digests import sha256_file
 
 
 @dataclass(frozen=True)
@@ -21,15 +22,6 @@ class Blob:
     key: str
     digest: str
     size: int
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class FileStore:
@@ -44,7 +36,7 @@ class FileStore:
 
     def put(self, src: Path) -> Blob:
         """Store a file's content; returns its key. Existing identical content is not rewritten."""
-        digest = sha256_of(src)
+        digest = sha256_file(src)
         key = self.blob_key(digest)
         dest = self.root / key
         if not dest.exists():

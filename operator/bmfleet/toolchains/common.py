@@ -9,7 +9,6 @@ of the request with local paths, e.g. with `dataclasses.replace`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import signal
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, get_args
 
+from bmfleet.api.digests import sha256_file
 from bmfleet.api.shapes import StageShapes
 
 FailureReason = Literal["UnsupportedOperator", "ToleranceCheckFailed", "OutOfMemory", "ToolchainCrash", "BadInput"]
@@ -176,15 +176,6 @@ def classify(log_text: str, returncode: int) -> FailureReason:
         if pattern.search(log_text):
             return reason
     return "ToolchainCrash"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_logged(
