@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-import flatbuffers  # type: ignore[import-untyped]
-import numpy as np
-from flatbuffers import number_types as fbn
-from flatbuffers.table import Table as FbTable  # type: ignore[import-untyped]
+from bmfleet.bmodel._fb import flatbuffers, without_numpy
+
+with without_numpy():
+    from flatbuffers import number_types as fbn
+    from flatbuffers.table import Table as FbTable  # type: ignore[import-untyped]
 
 from bmfleet.bmodel.errors import BModelError
 from bmfleet.bmodel.schema import (
@@ -50,13 +51,16 @@ _FLAGS: dict[Scalar, Any] = {
     Scalar.U64: fbn.Uint64Flags,
     Scalar.F32: fbn.Float32Flags,
 }
-_NP: dict[Scalar, type[np.generic]] = {
-    Scalar.U8: np.uint8,
-    Scalar.I32: np.int32,
-    Scalar.U32: np.uint32,
-    Scalar.U64: np.uint64,
-    Scalar.F32: np.float32,
-}
+
+
+def _scalar_vector(b: Any, scalar: Scalar, vals: list[Any]) -> int:
+    """A vector of scalars written as one packed block, as flatbuffers' CreateNumpyVector does, without numpy."""
+    payload = struct.pack(f"<{len(vals)}{scalar.fmt[1:]}", *vals)
+    b.StartVector(scalar.width, len(vals), scalar.width)
+    b.head = b.head - len(payload)
+    b.Bytes[b.head : b.head + len(payload)] = payload
+    b.vectorNumElems = len(vals)
+    return int(b.EndVector())
 
 
 @dataclass(frozen=True)
@@ -437,7 +441,7 @@ class _Encoder:
                 if not isinstance(v, list):
                     raise BModelError(f"{fp}: expected a list of {f.scalar.idl}")
                 vals = [_check_scalar(f, x, f"{fp}[{i}]") for i, x in enumerate(v)]
-                offsets[f.name] = b.CreateNumpyVector(np.asarray(vals, dtype=_NP[f.scalar]))
+                offsets[f.name] = _scalar_vector(b, f.scalar, vals)
             elif f.kind is Kind.VEC_STRUCT:
                 assert f.ref is not None
                 sd = STRUCTS[f.ref]
