@@ -20,6 +20,7 @@ from bmfleet.pipeline.status import (
     StageJob,
     apply_result,
     job_state,
+    keep_finished,
     pod_result,
     stage_statuses,
     stalled,
@@ -132,8 +133,10 @@ def reconcile(
 
     combine: dict[str, Any] | None = None
     if caching:  # a build with a store is also combined
+        previous = old_status.get("combine")
         combine, combine_job, made = _combine(kube, owner, spec, shapes_status, existing, results, config, image, cache)
         if combine_job:
+            keep_finished(combine, previous)
             desired_names.add(combine_job)
             if made:
                 created.append((-1, combine_job))

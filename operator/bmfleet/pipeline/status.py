@@ -116,6 +116,16 @@ def apply_result(entry: dict[str, Any], result: dict[str, Any] | None) -> None:
         entry.update({k: result[k] for k in RESULT_FIELDS if result.get(k) is not None})
 
 
+def keep_finished(entry: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """A step recorded as finished stays finished while its Job has not caught up: results come from the
+    pod before the Job controller marks the Job (about 1 s later), and a reconcile in between must not see
+    the step as running again (it would delete the next step's Job as stale)."""
+    if not previous or previous.get("job") != entry.get("job") or entry["state"] not in ("Pending", "Running"):
+        return
+    if previous.get("state") in ("Succeeded", "Failed"):
+        entry.update({k: v for k, v in previous.items() if k != "job"})
+
+
 def stage_statuses(
     stages: list[StageJob],
     jobs: dict[str, dict[str, Any]],
@@ -142,6 +152,7 @@ def stage_statuses(
         elif stage.job_name in jobs:
             entry.update(job_state(jobs[stage.job_name]))
             apply_result(entry, (results or {}).get(stage.job_name))
+            keep_finished(entry, prev_by_job.get(stage.job_name))
         elif stage.job_name in prev_by_job:
             kept = prev_by_job[stage.job_name]
             entry.update({k: v for k, v in kept.items() if k not in entry})

@@ -9,19 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from bmfleet.api.digests import sha256_file
+from bmfleet.store.base import SHA256_HEX, Blob, DigestMismatchError, StoreError, blob_key
 
-
-@dataclass(frozen=True)
-class Blob:
-    """A stored artifact: where it is (relative to the store root), its digest and size."""
-
-    key: str
-    digest: str
-    size: int
+__all__ = ["Blob", "FileStore"]
 
 
 class FileStore:
@@ -32,7 +25,7 @@ class FileStore:
         self.root = root
 
     def blob_key(self, digest: str) -> str:
-        return f"blobs/sha256/{digest}"
+        return blob_key(digest)
 
     def put(self, src: Path) -> Blob:
         """Store a file's content; returns its key. Existing identical content is not rewritten."""
@@ -47,6 +40,26 @@ class FileStore:
             os.chmod(tmp, 0o644)  # blobs are immutable and read by other pods and tools
             os.replace(tmp, dest)
         return Blob(key=key, digest=digest, size=dest.stat().st_size)
+
+    def exists(self, digest: str) -> bool:
+        return (self.root / self.blob_key(digest)).is_file()
+
+    def fetch(self, digest: str, dest: Path) -> Path:
+        """Copy a blob out (atomically), re-checking its digest: a PVC is shared and writable by every Job."""
+        src = self.root / self.blob_key(digest)
+        if not src.is_file():
+            raise StoreError(f"blob sha256:{digest.removeprefix('sha256:')} is not in {self.root}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".incoming-")
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            if sha256_file(Path(tmp)) != digest.removeprefix("sha256:"):
+                raise DigestMismatchError(f"{src} does not hash to its name")
+            os.replace(tmp, dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return dest
 
     def path(self, key: str) -> Path:
         """Local path of a stored key; refuses keys that would leave the store."""
@@ -70,5 +83,7 @@ class FileStore:
         if not entry.is_file():
             return None
         digest = entry.read_text().strip()
+        if not SHA256_HEX.fullmatch(digest):
+            return None
         blob = self.root / self.blob_key(digest)
         return Blob(self.blob_key(digest), digest, blob.stat().st_size) if blob.is_file() else None
