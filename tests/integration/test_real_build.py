@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from bmfleet.bmodel import read_model
-from bmfleet.cli.devenv import OperatorProcess, create_store_claim
+from bmfleet.cli.devenv import OperatorProcess, create_store_claim, wait_for
 from bmfleet.sandbox.controlplane import Sandbox
 from bmfleet.sandbox.models import write_calibration_dir, write_classifier, write_input_npz, write_unsupported
 from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
@@ -89,11 +89,16 @@ def test_real_two_shape_build_combines_and_matches_fp32(
             assert _cosine(got[got_name], want) >= 0.99
 
 
+def _steps(builds: Builds, name: str) -> list[str]:
+    return sorted(j.metadata.labels["bmfleet.io/step"] for j in builds.jobs(name))
+
+
 @pytest.mark.timeout(900)
 def test_same_inputs_again_hit_the_cache(
     builds: Builds, operator: OperatorProcess, sandbox: Sandbox, namespace: str, tmp_path: Path
 ) -> None:
-    """A second build with the same inputs (another name) creates no Job at all and is Ready at once."""
+    """A second build with the same input content (another name) runs only the resolve step, no compile or
+    combine Job, and is Ready at once; changing a file behind the same URI misses the cache."""
     model = write_classifier(tmp_path / "tiny.onnx")
     calib = write_calibration_dir(tmp_path / "calib")
     create_store_claim(sandbox, namespace, "artifacts", tmp_path / "store")
@@ -101,6 +106,7 @@ def test_same_inputs_again_hit_the_cache(
     builds.create(first)
     done = builds.wait_condition(first["metadata"]["name"], "Combined", "True", timeout=600)
     assert not any(s.get("cacheHit") for s in done["status"]["shapes"])
+    assert set(done["status"]["inputs"]["digests"]) == {"model", "calibration"}
 
     second = _build(model, calib, "BM1684")
     second["metadata"]["name"] = "again"
@@ -109,11 +115,23 @@ def test_same_inputs_again_hit_the_cache(
     again = builds.wait_condition("again", "Ready", "True", timeout=30)
     elapsed = time.monotonic() - t0
     assert elapsed < 5, elapsed
-    assert builds.jobs("again") == []
+    assert _steps(builds, "again") == ["resolve"]
+    assert again["status"]["inputs"]["digests"] == done["status"]["inputs"]["digests"]
     assert [s.get("cacheHit") for s in again["status"]["shapes"]] == [True, True]
     assert again["status"]["combine"]["cacheHit"] is True
     assert again["status"]["combine"]["digest"] == done["status"]["combine"]["digest"]
     assert [s["digest"] for s in again["status"]["shapes"]] == [s["digest"] for s in done["status"]["shapes"]]
+
+    # Same URIs, different content: the resolve step sees it, so the cache misses and the stages compile.
+    (calib / "extra.npz").write_bytes((calib / sorted(p.name for p in calib.iterdir())[0]).read_bytes() + b"\0")
+    third = _build(model, calib, "BM1684")
+    third["metadata"]["name"] = "changed"
+    builds.create(third)
+    wait_for(lambda: _steps(builds, "changed").count("compile") == 2, 60, "compile Jobs after a content change")
+    changed = builds.get("changed")["status"]
+    assert changed["inputs"]["digests"]["calibration"] != done["status"]["inputs"]["digests"]["calibration"]
+    assert changed["inputs"]["digests"]["model"] == done["status"]["inputs"]["digests"]["model"]
+    assert not any(s.get("cacheHit") for s in changed["shapes"])
 
 
 @pytest.mark.timeout(600)

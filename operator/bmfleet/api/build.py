@@ -128,6 +128,12 @@ class Calibration(ApiModel):
 
     dataset_uri: Uri = Field(description="Directory or archive of representative inputs (images or .npz).")
     samples: int = Field(100, ge=1, le=100_000, description="Number of samples used (run_calibration --input_num).")
+    sha256: str | None = Field(
+        None,
+        pattern=SHA256_PATTERN,
+        description="Expected digest of the dataset: sha256 of the file, or of a directory's listing "
+        "(one `<relative path> <sha256>` line per file, sorted). Without it the operator resolves it first.",
+    )
 
 
 class Preprocess(ApiModel):
@@ -375,6 +381,17 @@ class CombineStatus(ApiModel):
     message: str | None = Field(None, max_length=4096, description="Why the combine failed, for people.")
 
 
+class InputsStatus(ApiModel):
+    """The resolve step: the content digests of the inputs, which the compile cache keys on."""
+
+    job: str | None = Field(None, description="Name of the resolve Job (none when every digest is declared).")
+    state: ShapeState = Field(description="Pending, Running, Succeeded or Failed.")
+    uris: str | None = Field(None, description="Hash of the input URIs these digests were resolved for.")
+    digests: dict[str, str] | None = Field(None, description="sha256 per input: model, weights, calibration.")
+    reason: str | None = Field(None, description="Why resolving failed, machine-readable.")
+    message: str | None = Field(None, max_length=4096, description="Why resolving failed, for people.")
+
+
 class BModelBuildStatus(ApiModel):
     """Observed state; kstatus-compatible (observedGeneration, Ready/Reconciling/Stalled)."""
 
@@ -388,4 +405,5 @@ class BModelBuildStatus(ApiModel):
         description="Ready, Reconciling, Stalled, Compiled (and later Combined, GatesPassed, Published).",
     )
     shapes: list[ShapeStatus] = Field(default_factory=list, description="One entry per stage.")
+    inputs: InputsStatus | None = Field(None, description="Resolved input digests, when the build has a store.")
     combine: CombineStatus | None = Field(None, description="The combine step, when the build has a store.")

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 from bmfleet.bmodel._fb import flatbuffers, without_numpy
 
 with without_numpy():
-    from flatbuffers import number_types as fbn
+    from flatbuffers import number_types as fbn  # type: ignore[import-untyped]
     from flatbuffers.table import Table as FbTable  # type: ignore[import-untyped]
 
 from bmfleet.bmodel.errors import BModelError

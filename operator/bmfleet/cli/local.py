@@ -18,11 +18,14 @@ from typing import IO, Any
 import yaml
 
 from bmfleet import __version__
+from bmfleet.api.digests import sha256_tree
 from bmfleet.api.shapes import StageShapes, format_shapes
 from bmfleet.pipeline.combine import combine_inputs, output_name
 from bmfleet.pipeline.jobs import compile_args, compile_cache_key
+from bmfleet.pipeline.resolve import pin, unpinned
 from bmfleet.pipeline.validate import parse_spec, resolve_stages
 from bmfleet.store.fs import FileStore
+from bmfleet.worker.inputs import InputError, resolve
 
 POLL = 0.2
 
@@ -119,9 +122,15 @@ def run_local(manifest: Path, store_dir: Path, parallel: int, out: IO[str] = sys
     work = store_dir / "work" / name
     image = f"local bmfleet {__version__}"
     out.write(f"{name}: {len(stages)} stage(s), {spec.toolchain.name} {spec.chip} {spec.precision}\n")
+    try:  # the resolve step, in process: the cache keys on the inputs' content, as in a cluster
+        spec = pin(spec, {n: sha256_tree(resolve(uri, work)) for n, uri in unpinned(spec).items()})
+    except InputError as exc:
+        out.write(f"invalid: {exc}\n")
+        return 2
     tasks, keys = [], {}
     for i, shapes in enumerate(stages):
         key = compile_cache_key(f"local:{store}", spec, shapes, image)
+        assert key is not None  # every input is pinned above
         args = compile_args(spec, shapes, str(work / f"stage-{i}"), str(work / f"stage-{i}.json"), store)
         task = Task(
             i,

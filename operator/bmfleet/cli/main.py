@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from bmfleet import __version__
 
@@ -30,13 +31,10 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    if args.step == "compile":
-        from bmfleet.worker.compile import main as compile_main
+    import importlib
 
-        return compile_main(args.rest)
-    from bmfleet.worker.combine import main as combine_main
-
-    return combine_main(args.rest)
+    step: Callable[[list[str]], int] = importlib.import_module(f"bmfleet.worker.{args.step}").main
+    return step(args.rest)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -78,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_operator)
 
     s = sub.add_parser("worker", help="entry points run inside Jobs")
-    s.add_argument("step", choices=["compile", "combine"])
+    s.add_argument("step", choices=["resolve", "compile", "combine"])
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=_worker)
 

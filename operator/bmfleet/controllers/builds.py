@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bmfleet.api.build import BModelBuildSpec
-from bmfleet.api.shapes import StageShapes
+from bmfleet.api.shapes import StageShapes, format_shapes
 from bmfleet.controllers.kube import Kube
 from bmfleet.pipeline.combine import build_combine_job, combine_cache_key, combine_inputs
 from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, compile_cache_key, worker_image
 from bmfleet.pipeline.pods import store_claim
+from bmfleet.pipeline.resolve import build_resolve_job, pin, unpinned, uris_key
 from bmfleet.pipeline.status import (
     RESULT_FIELDS,
     StageJob,
@@ -110,11 +111,32 @@ def reconcile(
     image = worker_image(spec, config)
     assert image is not None  # checked in _problems
     owner = Owner(name=name, namespace=ns, uid=uid, generation=generation)
-    desired = [build_compile_job(owner, spec, i, shapes, config, image) for i, shapes in enumerate(stages)]
-    desired_names = {m["metadata"]["name"] for m in desired}
-    created = []
-    jobs = {n: j for n, j in existing.items() if n in desired_names}
     caching = store_claim(spec) is not None
+    # Result records are in finished pods: read them once a pod or a Job has finished, not on every tick.
+    finished = any(job_state(j)["state"] in ("Succeeded", "Failed") for j in existing.values())
+    pods = kube.latest_pods(ns, name) if existing and (pod_finished or finished) else {}
+    results = {job: r for job, pod in pods.items() if (r := pod_result(pod))}
+    created: list[tuple[int, str]] = []
+    inputs: dict[str, Any] | None = None
+    desired_names: set[str] = set()
+    if caching and unpinned(spec):
+        inputs, resolve_job = _resolve(kube, owner, spec, existing, results, old_status.get("inputs"), config, image)
+        desired_names.add(resolve_job)
+        if resolve_job not in existing:
+            created.append((-2, resolve_job))
+        if inputs["state"] != "Succeeded":
+            deleted = [j for j in existing if j not in desired_names]
+            for job_name in deleted:
+                kube.delete_job(ns, job_name)
+            waiting = [
+                {"index": i, "inputs": st, "shape": format_shapes(st), "state": "Pending"}
+                for i, st in enumerate(stages)
+            ]
+            return Outcome(summarise(waiting, conditions, generation, inputs=inputs), created, deleted)
+        spec = pin(spec, inputs["digests"])
+    desired = [build_compile_job(owner, spec, i, shapes, config, image) for i, shapes in enumerate(stages)]
+    desired_names |= {m["metadata"]["name"] for m in desired}
+    jobs = {n: j for n, j in existing.items() if n in desired_names}
     stage_jobs = []
     for i, (shapes, manifest) in enumerate(zip(stages, desired, strict=True)):
         job_name = manifest["metadata"]["name"]
@@ -125,10 +147,6 @@ def reconcile(
             if was_created:
                 created.append((i, job_name))
         stage_jobs.append(StageJob(i, shapes, job_name, key, cached))
-    # Result records are in finished pods: read them once a pod or a Job has finished, not on every tick.
-    finished = any(job_state(j)["state"] in ("Succeeded", "Failed") for j in existing.values())
-    pods = kube.latest_pods(ns, name) if existing and (pod_finished or finished) else {}
-    results = {job: r for job, pod in pods.items() if (r := pod_result(pod))}
     shapes_status = stage_statuses(stage_jobs, jobs, list(old_status.get("shapes") or []), results)
 
     combine: dict[str, Any] | None = None
@@ -143,7 +161,38 @@ def reconcile(
     deleted = [job_name for job_name in existing if job_name not in desired_names]
     for job_name in deleted:
         kube.delete_job(ns, job_name)
-    return Outcome(summarise(shapes_status, conditions, generation, combine=combine), created, deleted)
+    status = summarise(shapes_status, conditions, generation, combine=combine, inputs=inputs)
+    return Outcome(status, created, deleted)
+
+
+def _resolve(
+    kube: Kube,
+    owner: Owner,
+    spec: BModelBuildSpec,
+    existing: dict[str, dict[str, Any]],
+    results: dict[str, dict[str, Any]],
+    previous: dict[str, Any] | None,
+    config: WorkerConfig,
+    image: str,
+) -> tuple[dict[str, Any], str]:
+    """The resolve step's status entry (with the digests once it succeeded) and its Job's name."""
+    manifest = build_resolve_job(owner, spec, config, image)
+    job_name = manifest["metadata"]["name"]
+    entry: dict[str, Any] = {"job": job_name, "uris": uris_key(spec)}
+    if previous and previous.get("job") == job_name and previous.get("state") in ("Succeeded", "Failed"):
+        return {**previous, **entry}, job_name  # finished; its Job may be gone (TTL) or not caught up yet
+    job = existing.get(job_name)
+    if job is None:
+        job, _ = kube.create_job(manifest)
+    entry.update(state=job_state(job)["state"])
+    result = results.get(job_name) or {}
+    if result.get("finishedAt"):  # exited 0 with a Succeeded record: done before the Job says so
+        entry["state"] = "Succeeded"
+    if entry["state"] == "Succeeded":
+        entry["digests"] = result.get("digests") or {}
+    elif entry["state"] == "Failed":
+        entry.update(reason=result.get("reason") or "ResolveFailed", message=str(result.get("message"))[:4096])
+    return entry, job_name
 
 
 def _combine(
@@ -165,7 +214,7 @@ def _combine(
         message = f"stage(s) {missing} finished without reporting a stored bmodel"
         return {"state": "Failed", "reason": "MissingArtifact", "message": message}, None, False
     inputs = combine_inputs(shapes)
-    manifest = build_combine_job(owner.name, owner.namespace, owner.uid, owner.generation, spec, inputs, config, image)
+    manifest = build_combine_job(owner, spec, inputs, config, image)
     job_name = manifest["metadata"]["name"]
     key = combine_cache_key(owner.namespace, spec, inputs)
     made = False

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from bmfleet.api.build import BModelBuildSpec
-from bmfleet.api.common import API_VERSION
-from bmfleet.pipeline.names import ANNOTATION_GENERATION, ANNOTATION_HASH, child_name, digest, standard_labels
-from bmfleet.pipeline.pods import EXIT_BAD_INPUT, RESULT_PATH, WORK_DIR, WorkerConfig, worker_pod
+from bmfleet.pipeline.names import digest
+from bmfleet.pipeline.pods import RESULT_PATH, WORK_DIR, WorkerConfig, worker_pod
+from bmfleet.pipeline.stepjob import Owner, step_job
 
 COMBINE_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
 
@@ -33,14 +33,7 @@ def combine_cache_key(namespace: str, spec: BModelBuildSpec, inputs: list[str]) 
 
 
 def build_combine_job(
-    owner_name: str,
-    namespace: str,
-    owner_uid: str,
-    generation: int,
-    spec: BModelBuildSpec,
-    inputs: list[str],
-    config: WorkerConfig,
-    image: str,
+    owner: Owner, spec: BModelBuildSpec, inputs: list[str], config: WorkerConfig, image: str
 ) -> dict[str, Any]:
     """The combine Job. Named by a hash of its inputs: the same compiled stages combine once."""
     store = spec.output.store.uri if spec.output and spec.output.store else ""
@@ -63,41 +56,4 @@ def build_combine_job(
         with_inputs=False,
     )
     annotations = dict(spec.placement.pod_annotations or {})
-    spec_hash = digest({"pod": pod, "annotations": annotations})
-    labels = standard_labels(owner_name, "combine")
-    template_meta: dict[str, Any] = {"labels": dict(labels)}
-    if annotations:
-        template_meta["annotations"] = annotations
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": child_name(owner_name, "combine", spec_hash),
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {ANNOTATION_GENERATION: str(generation), ANNOTATION_HASH: spec_hash},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "BModelBuild",
-                    "name": owner_name,
-                    "uid": owner_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": {
-            "backoffLimit": 1,
-            "activeDeadlineSeconds": 1800,
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {"containerName": "combine", "operator": "In", "values": [EXIT_BAD_INPUT]},
-                    }
-                ]
-            },
-            "template": {"metadata": template_meta, "spec": pod},
-        },
-    }
+    return step_job(owner, "combine", pod, annotations, backoff_limit=1, deadline_seconds=1800)

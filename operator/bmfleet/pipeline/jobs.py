@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from bmfleet.api.build import BModelBuildSpec
-from bmfleet.api.common import API_VERSION
 from bmfleet.api.shapes import StageShapes, format_shapes
-from bmfleet.pipeline.names import (
-    ANNOTATION_GENERATION,
-    ANNOTATION_HASH,
-    ANNOTATION_SHAPE,
-    LABEL_STAGE,
-    child_name,
-    digest,
-    standard_labels,
-)
+from bmfleet.pipeline.names import ANNOTATION_SHAPE, LABEL_STAGE, digest
 from bmfleet.pipeline.pods import (
     CHIP_LABEL,
-    EXIT_BAD_INPUT,
     RESULT_PATH,
     TPU_RESOURCE,
     WORK_DIR,
@@ -28,18 +17,9 @@ from bmfleet.pipeline.pods import (
     worker_image,
     worker_pod,
 )
+from bmfleet.pipeline.stepjob import Owner, step_job
 
 __all__ = ["Owner", "WorkerConfig", "build_compile_job", "compile_args", "compile_cache_key", "worker_image"]
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The BModelBuild a child belongs to (for names, labels and the owner reference)."""
-
-    name: str
-    namespace: str
-    uid: str
-    generation: int
 
 
 def compile_args(
@@ -77,6 +57,7 @@ def compile_args(
         optional += [
             ("--calibration-dataset", spec.calibration.dataset_uri),
             ("--calibration-samples", spec.calibration.samples),
+            ("--calibration-sha256", spec.calibration.sha256),
         ]
     if spec.preprocess is not None:
         pre = spec.preprocess
@@ -112,22 +93,29 @@ def _resources(spec: BModelBuildSpec) -> dict[str, dict[str, str]]:
     return {"requests": requests, "limits": limits}
 
 
-def compile_cache_key(namespace: str, spec: BModelBuildSpec, shapes: StageShapes, image: str) -> str:
-    """What makes a compiled stage reusable: the worker image (toolchain identity) and the full compile
-    arguments (inputs and their declared digests, options, shape, chip, precision, store), per namespace
-    (a store claim is namespaced). Inputs without a declared sha256 are trusted by URI."""
-    return digest({"ns": namespace, "image": image, "args": compile_args(spec, shapes)}, 32)
+# An input pinned by its digest is identified by the digest alone: the same content at another URI hits.
+_LOCATORS = {
+    "--model": "--model-sha256",
+    "--weights": "--weights-sha256",
+    "--calibration-dataset": "--calibration-sha256",
+}
+
+
+def compile_cache_key(namespace: str, spec: BModelBuildSpec, shapes: StageShapes, image: str) -> str | None:
+    """What makes a compiled stage reusable: the input digests, the worker image (toolchain identity) and
+    every other compile argument (options, shape, chip, precision, store), per namespace (a store claim is
+    namespaced). None while an input has no digest yet (the resolve step pins them first)."""
+    args = dict(a.split("=", 1) for a in compile_args(spec, shapes))
+    if any(flag in args and pin not in args for flag, pin in _LOCATORS.items()):
+        return None
+    kept = sorted(f"{k}={v}" for k, v in args.items() if k not in _LOCATORS)
+    return digest({"ns": namespace, "image": image, "args": kept}, 32)
 
 
 def build_compile_job(
     owner: Owner, spec: BModelBuildSpec, stage: int, shapes: StageShapes, config: WorkerConfig, image: str
 ) -> dict[str, Any]:
-    """The compile Job of one stage.
-
-    Its name hashes everything that goes into the pod, so a spec change that alters a stage yields a new
-    name (the old Job is stale and gets deleted), while an unchanged stage keeps its Job across generations
-    and operator restarts.
-    """
+    """The compile Job of one stage (a spec change that alters the stage yields a new name)."""
     pod_spec = worker_pod(
         spec,
         step="compile",
@@ -138,48 +126,13 @@ def build_compile_job(
         resources=_resources(spec),
         with_inputs=True,
     )
-    job_spec: dict[str, Any] = {
-        "backoffLimit": spec.compile.retries,
-        "activeDeadlineSeconds": spec.compile.timeout_seconds,
-        # Exit code 2 means bad input: retrying cannot help, so fail the Job at once.
-        "podFailurePolicy": {
-            "rules": [
-                {
-                    "action": "FailJob",
-                    "onExitCodes": {"containerName": "compile", "operator": "In", "values": [EXIT_BAD_INPUT]},
-                }
-            ]
-        },
-    }
-    pod_annotations = dict(spec.placement.pod_annotations or {})
-    spec_hash = digest({"pod": pod_spec, "job": job_spec, "annotations": pod_annotations})
-    labels = standard_labels(owner.name, "compile") | {LABEL_STAGE: str(stage)}
-    job_spec["template"] = {
-        "metadata": {"labels": dict(labels), **({"annotations": pod_annotations} if pod_annotations else {})},
-        "spec": pod_spec,
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": child_name(owner.name, "compile", spec_hash),
-            "namespace": owner.namespace,
-            "labels": labels,
-            "annotations": {
-                ANNOTATION_SHAPE: format_shapes(shapes),
-                ANNOTATION_GENERATION: str(owner.generation),
-                ANNOTATION_HASH: spec_hash,
-            },
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "BModelBuild",
-                    "name": owner.name,
-                    "uid": owner.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": job_spec,
-    }
+    return step_job(
+        owner,
+        "compile",
+        pod_spec,
+        dict(spec.placement.pod_annotations or {}),
+        backoff_limit=spec.compile.retries,
+        deadline_seconds=spec.compile.timeout_seconds,
+        labels={LABEL_STAGE: str(stage)},
+        annotations={ANNOTATION_SHAPE: format_shapes(shapes)},
+    )

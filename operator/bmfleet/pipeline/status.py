@@ -204,9 +204,12 @@ def summarise(
     generation: int,
     now: str | None = None,
     combine: dict[str, Any] | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Conditions and phase for a build whose spec is valid, from its stage entries and, when the build has
-    a store to combine into, the combine step's entry (None: no combine step for this build)."""
+    a store to combine into, the resolve and combine steps' entries (None: no such step for this build)."""
+    if inputs is not None and inputs["state"] != "Succeeded":
+        return _resolving(shapes, conditions, generation, now, inputs)
     outcome, compiled, msg = _compile_conditions(shapes)
     done = sum(1 for s in shapes if s["state"] == "Succeeded")
     steps = [compiled]
@@ -236,9 +239,36 @@ def summarise(
         "conditions": conditions,
         "shapes": shapes,
     }
+    if inputs is not None:
+        out["inputs"] = inputs
     if combine is not None:
         out["combine"] = combine
     return out
+
+
+def _resolving(
+    shapes: list[dict[str, Any]],
+    conditions: list[dict[str, Any]],
+    generation: int,
+    now: str | None,
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
+    """Status while the input digests are resolved (or could not be)."""
+    if inputs["state"] == "Failed":
+        outcome, reason, phase = "Failed", str(inputs.get("reason") or "ResolveFailed"), "Failed"
+        msg = f"resolving the input digests failed: {inputs.get('message')}"
+    else:
+        outcome, reason, phase, msg = "Running", "ResolvingInputs", "Pending", "resolving the input digests"
+    for cond in (*_overall(outcome, reason, msg), Cond(COMPILED, "False", reason, msg)):
+        conditions = set_condition(conditions, cond, generation, now)
+    return {
+        "observedGeneration": generation,
+        "phase": phase,
+        "shapesReady": f"0/{len(shapes)}",
+        "conditions": conditions,
+        "shapes": shapes,
+        "inputs": inputs,
+    }
 
 
 def stalled(

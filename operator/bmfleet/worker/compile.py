@@ -54,6 +54,7 @@ class CompileRequest:
     max_n: int | None = None
     calibration_dataset: str | None = None
     calibration_samples: int | None = None
+    calibration_sha256: str | None = None
     mean: list[float] | None = None
     scale: list[float] | None = None
     pixel_format: str | None = None
@@ -85,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-n", type=int)
     p.add_argument("--calibration-dataset")
     p.add_argument("--calibration-samples", type=int)
+    p.add_argument("--calibration-sha256")
     p.add_argument("--mean", type=_floats)
     p.add_argument("--scale", type=_floats)
     p.add_argument("--pixel-format", choices=["rgb", "bgr", "gray", "rgba"])
@@ -119,7 +121,11 @@ def _local_request(request: CompileRequest, workdir: Path) -> CompileRequest:
     """The same request with every input URI replaced by a local path (downloaded or mounted)."""
     model = resolve(request.model, workdir, request.model_sha256)
     weights = resolve(request.weights, workdir, request.weights_sha256) if request.weights else None
-    calib = resolve(request.calibration_dataset, workdir) if request.calibration_dataset else None
+    calib = (
+        resolve(request.calibration_dataset, workdir, request.calibration_sha256)
+        if request.calibration_dataset
+        else None
+    )
     return replace(
         request,
         model=str(model),

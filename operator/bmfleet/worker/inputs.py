@@ -8,7 +8,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bmfleet.api.digests import sha256_file
+from bmfleet.api.digests import sha256_tree
 from bmfleet.pipeline.pods import INPUTS_DIR
 
 DOWNLOAD_TIMEOUT = 300
@@ -31,7 +31,7 @@ def resolve(uri: str, workdir: Path, expected_sha256: str | None = None, inputs_
         raise InputError(f"{uri}: {scheme}:// inputs need the artifact store, which this worker does not have yet")
     if not path.exists():
         raise InputError(f"{uri}: not found ({path})")
-    if expected_sha256 and path.is_file() and (actual := sha256_file(path)) != expected_sha256:
+    if expected_sha256 and (actual := sha256_tree(path)) != expected_sha256:
         raise InputError(f"{uri}: sha256 {actual} does not match the expected {expected_sha256}")
     return path
 
