@@ -199,39 +199,117 @@ class Placement(ApiModel):
     priority_class_name: str | None = Field(None, max_length=253, description="PriorityClass of compile pods.")
 
 
-class SimilarityGate(ApiModel):
-    """Tensor similarity of every output against the FP32 reference (TPU-MLIR's tolerance check)."""
+class GatePreprocess(ApiModel):
+    """How dataset images become model inputs: x' = (pixel - mean) * scale, per channel, after resizing."""
 
-    samples: int = Field(8, ge=1, le=10_000, description="Number of inputs compared.")
-    min_cosine: float = Field(0.99, ge=0, le=1, description="Minimum cosine similarity per output.")
-    max_euclidean: float | None = Field(None, ge=0, description="Maximum euclidean distance per output.")
+    resize: Annotated[list[Annotated[int, Field(ge=1, le=8192)]], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="[height, width]; default: the model input's."
+    )
+    mean: Annotated[list[float], Field(min_length=1, max_length=4)] | None = Field(None, description="Per channel.")
+    scale: Annotated[list[float], Field(min_length=1, max_length=4)] | None = Field(None, description="Per channel.")
+    channel_order: Literal["rgb", "bgr"] = Field("rgb", description="Channel order the model expects.")
+    layout: Literal["nchw", "nhwc"] = Field("nchw", description="Input layout the model expects.")
+    letterbox: bool = Field(False, description="Keep the aspect ratio and pad (detection), instead of stretching.")
+
+
+class SimilarityGate(ApiModel):
+    """Every output of the INT8 model against FP32 on the same inputs, as TPU-MLIR's tolerance check."""
+
+    samples: int = Field(8, ge=1, le=10_000, description="Number of inputs compared (from the calibration set).")
+    min_cosine: float = Field(0.99, ge=0, le=1, description="Minimum cosine similarity per output (worst sample).")
+    min_euclidean_similarity: float | None = Field(
+        0.9, ge=0, le=1, description="Minimum TPU-MLIR euclidean similarity, 1 - |a-b| / |(a+b)/2|, per output."
+    )
+    max_euclidean_distance: float | None = Field(None, ge=0, description="Maximum |int8 - fp32| per output.")
+    outputs: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=64)] | None = Field(
+        None, description="Only these outputs (default: all)."
+    )
 
 
 class ClassificationGate(ApiModel):
-    """Top-k accuracy of the compiled model against the FP32 model (schema only for now)."""
+    """Top-k accuracy of the INT8 model against the FP32 model on labelled images."""
 
-    dataset_uri: Uri = Field(description="Images with labels.")
+    dataset_uri: Uri = Field(description="Directory with labels.txt (`<image path> <label index>` lines) and images.")
+    preprocess: GatePreprocess = Field(default_factory=GatePreprocess, description="Image to input tensor.")
+    output: str | None = Field(None, max_length=253, description="Output holding class scores (default: the first).")
     topk: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Field(min_length=1, max_length=5)] = Field(
         default=[1, 5], description="Which top-k accuracies to compute."
     )
     max_top1_drop: float = Field(2.0, ge=0, le=100, description="Maximum top-1 drop vs FP32, percentage points.")
     max_top5_drop: float | None = Field(None, ge=0, le=100, description="Maximum top-5 drop, percentage points.")
+    min_top1: float | None = Field(None, ge=0, le=100, description="Minimum INT8 top-1 accuracy, percent.")
+    min_top5: float | None = Field(None, ge=0, le=100, description="Minimum INT8 top-5 accuracy, percent.")
+    limit: int | None = Field(None, ge=1, le=1_000_000, description="Use at most this many images.")
+
+
+class YoloHead(ApiModel):
+    """One YOLOv5-style output: [N, A*(5+C), H/stride, W/stride], per anchor (tx, ty, tw, th, obj, cls...)."""
+
+    output: str = Field(min_length=1, max_length=253, description="Output name.")
+    stride: int = Field(ge=1, le=1024, description="Input pixels per grid cell.")
+    anchors: Annotated[
+        list[Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)]],
+        Field(min_length=1, max_length=16),
+    ] = Field(description="[width, height] per anchor, in input pixels.")
+
+
+class Decode(ApiModel):
+    """How detections come out of the model."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("self.type != 'yolo' || size(self.heads) > 0", "yolo decoding needs at least one head", ".heads"),
+            cel("self.type != 'decoded' || has(self.output)", "decoded detections need the output name", ".output"),
+        )
+    }
+
+    type: Literal["yolo", "decoded"] = Field(description="yolo: raw heads decoded here; decoded: boxes from the model.")
+    heads: Annotated[list[YoloHead], Field(max_length=8)] = Field(default_factory=list, description="For yolo.")
+    output: str | None = Field(
+        None, max_length=253, description="For decoded: output [N, K, 6] rows x1, y1, x2, y2, score, class index."
+    )
+    num_classes: int = Field(ge=1, le=100_000, description="Classes the model predicts (index i = i-th category).")
+
+
+class Nms(ApiModel):
+    """Per-class non-maximum suppression after decoding."""
+
+    iou_threshold: float = Field(0.45, ge=0, le=1, description="Boxes overlapping more than this are suppressed.")
+    score_threshold: float = Field(0.001, ge=0, le=1, description="Boxes below this score are dropped.")
+    max_detections: int = Field(100, ge=1, le=10_000, description="Per image.")
 
 
 class DetectionGate(ApiModel):
-    """COCO mAP of the compiled model against the FP32 model (schema only for now)."""
+    """COCO mAP of the INT8 model against the FP32 model (pycocotools)."""
 
-    annotations_uri: Uri = Field(description="COCO-format annotations.")
-    images_uri: Uri = Field(description="The images the annotations refer to.")
+    annotations_uri: Uri = Field(description="COCO-format annotations (categories in model class order).")
+    images_uri: Uri = Field(description="Directory of the images the annotations name (file_name).")
+    preprocess: GatePreprocess = Field(default_factory=GatePreprocess, description="Image to input tensor.")
+    decode: Decode = Field(description="How to read detections from the outputs.")
+    nms: Nms = Field(default_factory=Nms, description="Non-maximum suppression.")
     max_map_drop: float = Field(4.0, ge=0, le=100, description="Maximum mAP@0.5:0.95 drop, percentage points.")
+    max_map50_drop: float | None = Field(4.0, ge=0, le=100, description="Maximum mAP@0.5 drop, percentage points.")
+    min_map: float | None = Field(None, ge=0, le=100, description="Minimum INT8 mAP@0.5:0.95, percent.")
+    limit: int | None = Field(None, ge=1, le=1_000_000, description="Use at most this many images.")
 
 
 class Gates(ApiModel):
-    """Precision gates run on the combined model (schema only for now; they run in a later release)."""
+    """Precision gates run on the combined model (on the device runtime, else TPU-MLIR's simulator) against
+    the FP32 source model on onnxruntime. A failed gate stops the build: Ready=False, reason GateFailed."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "has(self.similarity) || has(self.classification) || has(self.detection)",
+                "gates needs at least one of similarity, classification, detection",
+            )
+        )
+    }
 
     similarity: SimilarityGate | None = Field(None, description="Tensor similarity gate.")
     classification: ClassificationGate | None = Field(None, description="Classification top-k gate.")
     detection: DetectionGate | None = Field(None, description="Detection mAP gate.")
+    timeout_seconds: int = Field(3600, ge=60, le=7 * 86400, description="Deadline of the gate Job.")
 
 
 class StoreRef(ApiModel):
@@ -339,7 +417,9 @@ class BModelBuildSpec(ApiModel):
 
 
 ShapeState = Literal["Pending", "Running", "Succeeded", "Failed"]
-Phase = Literal["Pending", "Compiling", "Compiled", "Combining", "Combined", "Failed", "Stalled"]
+Phase = Literal[
+    "Pending", "Compiling", "Compiled", "Combining", "Combined", "Gating", "Verified", "GateFailed", "Failed", "Stalled"
+]
 
 
 class ShapeStatus(ApiModel):

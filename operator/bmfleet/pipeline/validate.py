@@ -82,23 +82,20 @@ def unsupported_fields(spec: BModelBuildSpec) -> list[Problem]:
                 reason="NotImplemented",
             )
         )
-    for name in ("gates", "publish"):
-        if getattr(spec, name) is not None:
-            problems.append(
-                Problem(
-                    f"spec.{name}",
-                    "is not implemented in this release of the operator; remove it to compile without it",
-                    reason="NotImplemented",
-                )
+    if spec.publish is not None:
+        problems.append(
+            Problem(
+                "spec.publish",
+                "is not implemented in this release of the operator; remove it to build without it",
+                reason="NotImplemented",
             )
+        )
+    problems += _gate_problems(spec)
     if store is not None and store.type == "pvc" and not store.uri.startswith("pvc://"):
         problems.append(
             Problem("spec.output.store.uri", f"{store.uri}: a pvc store needs a pvc://<claim>/<prefix> URI")
         )
-    uris = [("spec.model.uri", spec.model.uri), ("spec.model.weightsUri", spec.model.weights_uri)]
-    if spec.calibration is not None:
-        uris.append(("spec.calibration.datasetUri", spec.calibration.dataset_uri))
-    for field_name, uri in uris:
+    for field_name, uri in input_uris(spec).items():
         if uri and uri.split("://", 1)[0] in ("oci", "s3"):
             problems.append(
                 Problem(
@@ -110,11 +107,46 @@ def unsupported_fields(spec: BModelBuildSpec) -> list[Problem]:
     return problems
 
 
-def referenced_claims(spec: BModelBuildSpec) -> dict[str, str]:
-    """PersistentVolumeClaims the inputs live on (`pvc://<claim>/<path>`), by field name."""
-    uris = {"spec.model.uri": spec.model.uri, "spec.model.weightsUri": spec.model.weights_uri}
+def _gate_problems(spec: BModelBuildSpec) -> list[Problem]:
+    """Gates compare the combined model with the FP32 source on onnxruntime: they need both."""
+    if spec.gates is None:
+        return []
+    problems = []
+    if spec.output is None or spec.output.store is None:
+        problems.append(Problem("spec.gates", "gates run on the combined bmodel: set spec.output.store"))
+    if spec.model.format != "onnx":
+        problems.append(
+            Problem(
+                "spec.gates",
+                f"the FP32 reference runs the source model on onnxruntime; {spec.model.format} models cannot be gated "
+                "yet",
+                reason="NotImplemented",
+            )
+        )
+    if spec.gates.similarity is not None and spec.calibration is None:
+        problems.append(Problem("spec.gates.similarity", "compares on calibration samples: set spec.calibration"))
+    return problems
+
+
+def input_uris(spec: BModelBuildSpec) -> dict[str, str]:
+    """Every input URI of the build (model, weights, calibration, gate datasets), by field name."""
+    uris = {"spec.model.uri": spec.model.uri}
+    if spec.model.weights_uri:
+        uris["spec.model.weightsUri"] = spec.model.weights_uri
     if spec.calibration is not None:
         uris["spec.calibration.datasetUri"] = spec.calibration.dataset_uri
+    gates = spec.gates
+    if gates is not None and gates.classification is not None:
+        uris["spec.gates.classification.datasetUri"] = gates.classification.dataset_uri
+    if gates is not None and gates.detection is not None:
+        uris["spec.gates.detection.annotationsUri"] = gates.detection.annotations_uri
+        uris["spec.gates.detection.imagesUri"] = gates.detection.images_uri
+    return uris
+
+
+def referenced_claims(spec: BModelBuildSpec) -> dict[str, str]:
+    """PersistentVolumeClaims the inputs live on (`pvc://<claim>/<path>`), by field name."""
+    uris: dict[str, str | None] = dict(input_uris(spec))
     if spec.output is not None and spec.output.store is not None and spec.output.store.type == "pvc":
         uris["spec.output.store.uri"] = spec.output.store.uri
     return {
