@@ -1,0 +1,1 @@
+"""Test oracles and runners shared by the test tiers."""
