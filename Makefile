@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export BMFLEET_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup venv controlplane toolchains lint generate test unit integration demo bench clean-sandbox
+.PHONY: setup venv controlplane toolchains tools lint generate docs lock test unit integration demo bench clean-sandbox
 
-setup: venv controlplane toolchains
+setup: venv controlplane toolchains tools
 
 venv: $(VENV)/.installed
 
@@ -24,8 +24,19 @@ controlplane:
 toolchains:
 	bash hack/setup-tpu-mlir.sh
 
+# The OCI registry, oras and an S3 server for the store tests; Chromium for the gate report test.
+tools:
+	bash hack/build-oci-tools.sh
+	bash hack/setup-browser.sh
+
 generate: venv
 	$(BIN)/bmfleet generate
+
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d $(BMFLEET_CACHE)/site
+
+lock: venv
+	PYTHON=$(BIN)/python sh hack/install-runtime.sh lock .
 
 lint: venv
 	$(BIN)/ruff check operator tests bench
@@ -33,6 +44,8 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/bmfleet generate --check
+	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d $(BMFLEET_CACHE)/site
 
 unit: venv
 	$(BIN)/pytest tests/unit

@@ -472,6 +472,34 @@ class InputsStatus(ApiModel):
     message: str | None = Field(None, max_length=4096, description="Why resolving failed, for people.")
 
 
+class GateCheckStatus(ApiModel):
+    """One metric held against one threshold."""
+
+    gate: str = Field(description="similarity, classification or detection.")
+    metric: str = Field(description="e.g. top-1 accuracy, mAP@[.50:.95], cosine (output).")
+    value: float | None = Field(None, description="The INT8 model's value (percent for accuracies and mAP).")
+    baseline: float | None = Field(None, description="The FP32 model's value.")
+    delta_pp: float | None = Field(None, description="value - baseline, percentage points.")
+    threshold: float = Field(description="The limit the rule applies.")
+    rule: str = Field(description="max_drop, min or max.")
+    passed: bool = Field(description="Whether this check passed.")
+
+
+class GatesStatus(ApiModel):
+    """The gate step: the verdict, each metric with its FP32 baseline, delta and threshold, and the report."""
+
+    job: str | None = Field(None, description="Name of the gate Job.")
+    state: ShapeState = Field(description="Pending, Running, Succeeded (the gates ran) or Failed (could not run).")
+    passed: bool | None = Field(None, description="Whether every check passed.")
+    summary: str | None = Field(None, max_length=4096, description="The verdict in words.")
+    checks: list[GateCheckStatus] = Field(default_factory=list, description="Every check.")
+    report_uri: str | None = Field(None, description="The HTML report, stored beside the artifact.")
+    result_uri: str | None = Field(None, description="The JSON result (all metrics, per-class AP).")
+    seconds: float | None = Field(None, description="Wall time of the gate run.")
+    reason: str | None = Field(None, description="Why the gates could not run, machine-readable.")
+    message: str | None = Field(None, max_length=4096, description="Why the gates could not run, for people.")
+
+
 class BModelBuildStatus(ApiModel):
     """Observed state; kstatus-compatible (observedGeneration, Ready/Reconciling/Stalled)."""
 
@@ -487,3 +515,4 @@ class BModelBuildStatus(ApiModel):
     shapes: list[ShapeStatus] = Field(default_factory=list, description="One entry per stage.")
     inputs: InputsStatus | None = Field(None, description="Resolved input digests, when the build has a store.")
     combine: CombineStatus | None = Field(None, description="The combine step, when the build has a store.")
+    gates: GatesStatus | None = Field(None, description="The gate step, when the build has gates.")

@@ -13,6 +13,7 @@ RECONCILING = "Reconciling"
 STALLED = "Stalled"
 COMPILED = "Compiled"
 COMBINED = "Combined"
+GATES_PASSED = "GatesPassed"
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,22 @@ def cmd_eval_classification(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Compile, combine (cached) and gate, exit 0 only when every gate check passed."""
+    if not args.local:
+        print("bmfleet gate run: only --local is supported; on a cluster the operator runs the gates", file=sys.stderr)
+        return 2
+    import yaml
+
+    from bmfleet.cli.local import run_local
+
+    doc = yaml.safe_load(args.file.read_text())
+    if not isinstance(doc, dict) or not (doc.get("spec") or {}).get("gates"):
+        print(f"bmfleet gate run: {args.file} has no spec.gates", file=sys.stderr)
+        return 2
+    return run_local(args.file, args.store, args.parallel)
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `bmfleet gate` and its subcommands on the top-level subparsers."""
     gate = sub.add_parser(
@@ -145,6 +161,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     gsub = gate.add_subparsers(dest="gate_command", required=True)
+
+    s = gsub.add_parser("run", help="build a BModelBuild manifest locally and run its gates (what the gate Job does)")
+    s.add_argument("--file", "-f", type=Path, required=True, help="BModelBuild manifest with spec.gates")
+    s.add_argument("--local", action="store_true", help="run as local processes (the only mode outside a cluster)")
+    s.add_argument("--store", type=Path, default=Path("bmfleet-store"), help="local store (blobs, caches)")
+    s.add_argument("--parallel", type=int, default=2, help="stages compiled at once")
+    s.set_defaults(func=cmd_run)
 
     s = gsub.add_parser("eval-detection", help="COCO bbox mAP (pycocotools) of detections against ground truth")
     s.add_argument("--gt", type=Path, required=True, help="COCO annotations JSON")

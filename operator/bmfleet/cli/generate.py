@@ -46,6 +46,9 @@ def generated_files(root: Path) -> dict[Path, str]:
         files[root / "crds" / crd_filename(crd)] = text
         files[root / "charts" / "bmfleet" / "crds" / crd_filename(crd)] = text
     files[root / "charts" / "bmfleet" / "templates" / "clusterrole.yaml"] = cluster_role_template()
+    from bmfleet.cli.docsgen import PAGE, render_crd_reference
+
+    files[root / PAGE] = render_crd_reference()
     return files
 
 

@@ -18,9 +18,11 @@ from typing import IO, Any
 import yaml
 
 from bmfleet import __version__
+from bmfleet.api.build import BModelBuildSpec
 from bmfleet.api.digests import sha256_tree
 from bmfleet.api.shapes import StageShapes, format_shapes
 from bmfleet.pipeline.combine import combine_inputs, output_name
+from bmfleet.pipeline.gate import gate_args
 from bmfleet.pipeline.jobs import compile_args, compile_cache_key
 from bmfleet.pipeline.resolve import pin, unpinned
 from bmfleet.pipeline.validate import parse_spec, resolve_stages
@@ -167,4 +169,22 @@ def run_local(manifest: Path, store_dir: Path, parallel: int, out: IO[str] = sys
     path = work / "combined" / output_name(spec)
     out.write(f"combined: {path} ({combine.record['digest']}, {combine.record['size']} bytes, "
               f"{combine.record['stages']} stages) in {time.monotonic() - t0:.1f}s\n")  # fmt: skip
-    return 0
+    return _gate(spec, str(combine.record["uri"]), store, work, progress, out) if spec.gates is not None else 0
+
+
+def _gate(spec: BModelBuildSpec, combined: str, store: str, work: Path, progress: Progress, out: IO[str]) -> int:
+    """The gate step, as the gate Job runs it: exit 0 when every check passed, 1 when a gate failed."""
+    result = work / "gate.json"
+    args = gate_args(spec, combined, str(result), store, str(work / "gate"))
+    task = Task(-2, "gates", _worker("gate", args), result, work / "gate.log")
+    _run([task], 1, progress)
+    record = task.record
+    if task.state != "Succeeded":
+        out.write(f"gates: {record.get('reason')}: {record.get('message')}\n")
+        return 2 if record.get("reason") == "BadGateInput" else 1
+    for c in record.get("checks", []):
+        base = f" (FP32 {c['baseline']}, delta {c.get('deltaPp')} pp)" if c.get("baseline") is not None else ""
+        mark = "ok  " if c["passed"] else "FAIL"
+        out.write(f"  {mark} {c['gate']}: {c['metric']} = {c.get('value')}{base}, {c['rule']} {c['threshold']}\n")
+    out.write(f"gates {'passed' if record.get('passed') else 'FAILED'}: report {record.get('reportUri')}\n")
+    return 0 if record.get("passed") else 1

@@ -75,8 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verbose", "-v", action="store_true")
     s.set_defaults(func=_operator)
 
+    from bmfleet.cli.gate_cmd import add_parser as add_gate_parser
+
+    add_gate_parser(sub)
+
     s = sub.add_parser("worker", help="entry points run inside Jobs")
-    s.add_argument("step", choices=["resolve", "compile", "combine"])
+    s.add_argument("step", choices=["resolve", "compile", "combine", "gate"])
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=_worker)
 

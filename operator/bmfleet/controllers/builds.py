@@ -13,6 +13,7 @@ from bmfleet.api.build import BModelBuildSpec
 from bmfleet.api.shapes import StageShapes, format_shapes
 from bmfleet.controllers.kube import Kube
 from bmfleet.pipeline.combine import build_combine_job, combine_cache_key, combine_inputs
+from bmfleet.pipeline.gate import build_gate_job
 from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, compile_cache_key, worker_image
 from bmfleet.pipeline.pods import store_claim
 from bmfleet.pipeline.resolve import build_resolve_job, pin, unpinned, uris_key
@@ -158,11 +159,52 @@ def reconcile(
             desired_names.add(combine_job)
             if made:
                 created.append((-1, combine_job))
+    gates: dict[str, Any] | None = None
+    if caching and spec.gates is not None:
+        gates, gate_job = _gate(kube, owner, spec, combine, existing, results, old_status.get("gates"), config, image)
+        if gate_job:
+            desired_names.add(gate_job)
+            if gate_job not in existing:
+                created.append((-3, gate_job))
     deleted = [job_name for job_name in existing if job_name not in desired_names]
     for job_name in deleted:
         kube.delete_job(ns, job_name)
-    status = summarise(shapes_status, conditions, generation, combine=combine, inputs=inputs)
+    status = summarise(shapes_status, conditions, generation, combine=combine, inputs=inputs, gates=gates)
     return Outcome(status, created, deleted)
+
+
+GATE_FIELDS = ("passed", "summary", "checks", "reportUri", "resultUri", "seconds")
+
+
+def _gate(
+    kube: Kube,
+    owner: Owner,
+    spec: BModelBuildSpec,
+    combine: dict[str, Any] | None,
+    existing: dict[str, dict[str, Any]],
+    results: dict[str, dict[str, Any]],
+    previous: dict[str, Any] | None,
+    config: WorkerConfig,
+    image: str,
+) -> tuple[dict[str, Any], str | None]:
+    """The gate step once the combined bmodel is stored: its status entry and its Job's name."""
+    if combine is None or combine.get("state") != "Succeeded" or not combine.get("uri"):
+        return {"state": "Pending"}, None
+    manifest = build_gate_job(owner, spec, str(combine["uri"]), config, image)
+    job_name = manifest["metadata"]["name"]
+    job = existing.get(job_name)
+    if job is None:
+        job, _ = kube.create_job(manifest)
+    entry: dict[str, Any] = {"job": job_name, "state": job_state(job)["state"]}
+    result = results.get(job_name) or {}
+    if result.get("finishedAt"):  # exited 0 with its verdict: done before the Job says so
+        entry["state"] = "Succeeded"
+    if entry["state"] == "Succeeded":
+        entry.update({k: result[k] for k in GATE_FIELDS if k in result})
+    elif entry["state"] == "Failed":
+        entry.update(reason=result.get("reason") or "GateRunFailed", message=str(result.get("message"))[:4096])
+    keep_finished(entry, previous)
+    return entry, job_name
 
 
 def _resolve(

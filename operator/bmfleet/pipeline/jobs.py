@@ -78,13 +78,13 @@ def compile_args(
     return args
 
 
-def _node_selector(spec: BModelBuildSpec) -> dict[str, str]:
+def node_selector(spec: BModelBuildSpec) -> dict[str, str]:
     selector = dict(spec.placement.node_selector or {})
     selector[CHIP_LABEL] = spec.chip.lower()
     return dict(sorted(selector.items()))
 
 
-def _resources(spec: BModelBuildSpec) -> dict[str, dict[str, str]]:
+def tpu_resources(spec: BModelBuildSpec) -> dict[str, dict[str, str]]:
     requests = dict(spec.placement.resources.requests)
     limits = dict(spec.placement.resources.limits)
     if spec.placement.tpu > 0:
@@ -122,8 +122,8 @@ def build_compile_job(
         args=compile_args(spec, shapes),
         image=image,
         config=config,
-        node_selector=_node_selector(spec),
-        resources=_resources(spec),
+        node_selector=node_selector(spec),
+        resources=tpu_resources(spec),
         with_inputs=True,
     )
     return step_job(

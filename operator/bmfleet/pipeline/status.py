@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bmfleet.api.conditions import COMBINED, COMPILED, READY, RECONCILING, STALLED, Cond, set_condition
+from bmfleet.api.conditions import COMBINED, COMPILED, GATES_PASSED, READY, RECONCILING, STALLED, Cond, set_condition
 from bmfleet.api.shapes import StageShapes, format_shapes
 from bmfleet.pipeline.validate import Problem
 
@@ -205,6 +205,7 @@ def summarise(
     now: str | None = None,
     combine: dict[str, Any] | None = None,
     inputs: dict[str, Any] | None = None,
+    gates: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Conditions and phase for a build whose spec is valid, from its stage entries and, when the build has
     a store to combine into, the resolve and combine steps' entries (None: no such step for this build)."""
@@ -230,6 +231,9 @@ def summarise(
         else:
             outcome, reason, phase, msg = "Running", "Combining", "Combining", "combining the compiled stages"
             steps.append(Cond(COMBINED, "False", reason, msg))
+    if gates is not None:
+        outcome, reason, phase, msg, gate_cond = _gate_outcome(gates, (outcome, reason, phase, msg), combine)
+        steps.append(gate_cond)
     for cond in (*_overall(outcome, reason, msg), *steps):
         conditions = set_condition(conditions, cond, generation, now)
     out: dict[str, Any] = {
@@ -243,7 +247,37 @@ def summarise(
         out["inputs"] = inputs
     if combine is not None:
         out["combine"] = combine
+    if gates is not None:
+        out["gates"] = gates
     return out
+
+
+def _gate_outcome(
+    gates: dict[str, Any], before: tuple[str, str, str, str], combine: dict[str, Any] | None
+) -> tuple[str, str, str, str, Cond]:
+    """(outcome, reason, phase, message, GatesPassed) once the gate step is known. A failed gate is final for
+    this generation (Stalled): the numbers are in the message and in status.gates.checks."""
+    outcome, reason, phase, msg = before
+    if combine is None or combine.get("state") != "Succeeded":
+        return outcome, reason, phase, msg, Cond(GATES_PASSED, "False", "WaitingForCombine", "gates run after combine")
+    if gates.get("state") == "Succeeded" and gates.get("passed"):
+        text = f"{gates.get('summary')}; report: {gates.get('reportUri')}"
+        return "Done", "GatesPassed", "Verified", text, Cond(GATES_PASSED, "True", "GatesPassed", text)
+    if gates.get("state") == "Succeeded":
+        text = f"gate failed: {gates.get('summary')}"
+        return "Failed", "GateFailed", "GateFailed", text, Cond(GATES_PASSED, "False", "GateFailed", text)
+    if gates.get("state") == "Failed":
+        why = str(gates.get("reason") or "GateRunFailed")
+        text = f"the gates could not run: {gates.get('message')}"
+        return (
+            "Failed",
+            why,
+            "Stalled" if why == "BadGateInput" else "Failed",
+            text,
+            Cond(GATES_PASSED, "False", why, text),
+        )
+    text = "running the precision gates"
+    return "Running", "Gating", "Gating", text, Cond(GATES_PASSED, "False", "Gating", text)
 
 
 def _resolving(
