@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export BMFLEET_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup venv controlplane toolchains tools lint generate docs lock test unit integration demo bench clean-sandbox
+.PHONY: setup venv agent-venv controlplane toolchains tools lint agent-lint agent-test generate docs lock test unit integration demo bench clean-sandbox
 
-setup: venv controlplane toolchains tools
+setup: venv agent-venv controlplane toolchains tools
 
 venv: $(VENV)/.installed
 
@@ -16,6 +16,33 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+# The device agent runs on the boxes' Python 3.8 with the standard library only: its tests run under 3.8 with
+# nothing but pytest installed, and mypy 1.14 (the last that targets 3.8) checks it for 3.8.
+PY38 ?= $(shell pyenv prefix 3.8.18 2>/dev/null || echo /root/.pyenv/versions/3.8.18)/bin/python3.8
+AGENT_VENV := $(BMFLEET_CACHE)/agent-py38
+AGENT_MYPY := $(BMFLEET_CACHE)/agent-mypy
+
+agent-venv: $(AGENT_VENV)/.installed $(AGENT_MYPY)/.installed
+
+$(AGENT_VENV)/.installed:
+	$(PY38) -m venv $(AGENT_VENV)
+	$(AGENT_VENV)/bin/pip install --quiet 'pytest>=8.3,<8.4'
+	touch $@
+
+$(AGENT_MYPY)/.installed:
+	$(PYTHON) -m venv $(AGENT_MYPY)
+	$(AGENT_MYPY)/bin/pip install --quiet 'mypy==1.14.1'
+	touch $@
+
+agent-lint: venv agent-venv
+	$(BIN)/ruff check agent
+	$(BIN)/ruff format --check agent
+	$(BIN)/mypy --config-file agent/pyproject.toml
+	$(AGENT_MYPY)/bin/mypy --config-file agent/pyproject.toml --python-version 3.8
+
+agent-test: agent-venv
+	cd agent && $(AGENT_VENV)/bin/python -m pytest -q tests
 
 controlplane:
 	bash hack/build-control-plane.sh
@@ -53,7 +80,7 @@ unit: venv
 integration: setup
 	$(BIN)/pytest tests/integration
 
-test: setup lint
+test: setup lint agent-lint agent-test
 	$(BIN)/pytest tests
 
 demo: setup

@@ -24,6 +24,8 @@ from bmfleet.cli.devenv import (
 )
 from bmfleet.sandbox.controlplane import Sandbox, close_client, find_binaries, find_repo_root, start, stop
 from bmfleet.sandbox.kubeconfig import require_loopback
+from bmfleet.sandbox.trained import TrainedModel, cached_models_dir, train_classifier, train_detector
+from bmfleet.toolchains.tpu_mlir import find_bin_dir
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -167,3 +169,15 @@ def sample(name: str = "ssd300", **spec_overrides: Any) -> dict[str, Any]:
 
 def kubectl_json(sandbox: Sandbox, *args: str) -> Any:
     return json.loads(kubectl(sandbox, *args, "-o", "json"))
+
+
+@pytest.fixture(scope="session")
+def classifier() -> TrainedModel:
+    """The classifier trained on synthetic images (trained once, cached under $BMFLEET_CACHE)."""
+    return train_classifier(cached_models_dir() / "classifier", find_bin_dir() / "python")
+
+
+@pytest.fixture(scope="session")
+def detector() -> TrainedModel:
+    """The small YOLO-style detector trained on synthetic images (cached like the classifier)."""
+    return train_detector(cached_models_dir() / "detector", find_bin_dir() / "python")
