@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bmfleet.sandbox.trained import TrainedModel, write_constant_calibration
 
 from bmfleet.cli.devenv import OperatorProcess, create_store_claim
 from bmfleet.sandbox.controlplane import Sandbox
 from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
+from bmfleet.sandbox.trained import TrainedModel, write_constant_calibration
 from tests.integration.conftest import Builds
 
 pytestmark = pytest.mark.toolchain
