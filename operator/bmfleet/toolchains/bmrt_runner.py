@@ -55,7 +55,7 @@ def main(model_file: str, in_dir: str, out_dir: str) -> int:
         out_shapes = net.forward_dynamic(shapes)
         forward += time.perf_counter() - f0
         outputs = {}
-        for o, shape in zip(net.outputs, out_shapes):
+        for o, shape in zip(net.outputs, out_shapes, strict=True):
             raw = o.data
             if raw.dtype in (np.int8, np.uint8) and o.qscale != 0:
                 value = (raw.astype(np.float32) - o.qzero_point) * np.float32(o.qscale)
