@@ -15,7 +15,7 @@ from bmfleet.cli.devenv import OperatorProcess, create_store_claim
 from bmfleet.sandbox.controlplane import Sandbox
 from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 from bmfleet.sandbox.trained import TrainedModel, write_constant_calibration
-from tests.integration.conftest import Builds
+from tests.integration.conftest import ARTIFACTS, Builds
 
 pytestmark = pytest.mark.toolchain
 
@@ -46,6 +46,10 @@ def _classification(m: TrainedModel, **extra: Any) -> dict[str, Any]:
 
 
 def _checks(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The checks by metric; also kept in test-artifacts/ so a run's figures can be read afterwards."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = status["gates"].get("job") or "gate"
+    (ARTIFACTS / f"gates-{name}.json").write_text(json.dumps(status["gates"], indent=1))
     return {c["metric"]: c for c in status["gates"]["checks"]}
 
 
