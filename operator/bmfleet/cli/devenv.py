@@ -91,15 +91,31 @@ def render_chart(repo: Path, namespace: str = OPERATOR_NAMESPACE, **values: str)
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
-def install_operator_identity(sandbox: Sandbox, workdir: Path) -> Path:
-    """Create the chart's ServiceAccount and RBAC (as `helm template` renders them), then return a kubeconfig
-    holding a TokenRequest token for that ServiceAccount: the operator runs with exactly the chart's rights."""
+def helm_install(sandbox: Sandbox, *values: str) -> None:
+    """`helm upgrade --install` of charts/bmfleet into the sandbox (namespace enforcing Pod Security
+    `restricted`): CRDs, RBAC, the operator Deployment and the rest, exactly as a platform team installs it."""
     repo = find_repo_root()
-    docs = render_chart(repo)
-    identity = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
-    kubectl(sandbox, "create", "namespace", OPERATOR_NAMESPACE, check=False)
-    kubectl(sandbox, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(identity))
-    sa = next(d for d in identity if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    create_namespace(sandbox, OPERATOR_NAMESPACE)
+    subprocess.run(
+        [
+            str(helm_binary(repo)), "upgrade", "--install", RELEASE, str(repo / "charts" / "bmfleet"),
+            "--namespace", OPERATOR_NAMESPACE, "--kubeconfig", str(sandbox.kubeconfig), "--timeout", "120s",
+            *(f"--set={v}" for v in values),
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+
+
+def _is_operator(doc: dict[str, Any]) -> bool:
+    return bool(doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "operator")
+
+
+def install_operator_identity(sandbox: Sandbox, workdir: Path) -> Path:
+    """Install the chart with `helm install`, then return a kubeconfig holding a TokenRequest token for the
+    ServiceAccount it created: the operator runs with exactly the rights the chart grants."""
+    helm_install(sandbox)
+    deployment = next(d for d in render_chart(find_repo_root()) if d["kind"] == "Deployment" and _is_operator(d))
+    sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     return token_kubeconfig(sandbox, OPERATOR_NAMESPACE, sa, workdir / "operator.kubeconfig")
 
 
@@ -160,13 +176,14 @@ class OperatorProcess:
     log_path: Path
     namespaces: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  # more `bmfleet operator` flags, e.g. --metrics-bind
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
         require_loopback(self.kubeconfig)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         args = [sys.executable, "-m", "bmfleet.cli.main", "operator", "--verbose"]
-        args += [f"--namespace={n}" for n in self.namespaces]
+        args += [f"--namespace={n}" for n in self.namespaces] + self.extra_args
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
