@@ -43,6 +43,7 @@ class GateRun:
 
         self.gates, self.model, self.calibration, self.work, self.store, self.inputs = (
             gates, model, calibration, workdir, store, inputs)  # fmt: skip
+        workdir.mkdir(parents=True, exist_ok=True)
         self.bmodel = workdir / "combined.bmodel"  # the runtime picks its loader by the file extension
         shutil.copyfile(bmodel, self.bmodel)
         (net,) = read_model(self.bmodel).nets[:1]
