@@ -49,6 +49,9 @@ def generated_files(root: Path) -> dict[Path, str]:
     from bmfleet.cli.docsgen import PAGE, render_crd_reference
 
     files[root / PAGE] = render_crd_reference()
+    from bmfleet.cli.dashboard import PATH, dashboard_json
+
+    files[root / PATH] = dashboard_json()
     return files
 
 

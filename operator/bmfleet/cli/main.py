@@ -27,7 +27,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _operator(args: argparse.Namespace) -> int:
     from bmfleet.controllers.run import run
 
-    return run(args.namespace, args.liveness, args.verbose)
+    return run(args.namespace, args.liveness, args.verbose, args.metrics_bind)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -72,12 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--namespace", "-n", action="append", default=[], help="watch only these (repeatable)")
     s.add_argument("--all-namespaces", "-A", action="store_true", help="watch all namespaces (default)")
     s.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    s.add_argument("--metrics-bind", default=None, help="serve Prometheus /metrics on host:port, e.g. 0.0.0.0:8081")
     s.add_argument("--verbose", "-v", action="store_true")
     s.set_defaults(func=_operator)
 
     from bmfleet.cli.gate_cmd import add_parser as add_gate_parser
+    from bmfleet.cli.status_cmd import add_parser as add_status_parser
 
     add_gate_parser(sub)
+    add_status_parser(sub)
 
     s = sub.add_parser("worker", help="entry points run inside Jobs")
     s.add_argument("step", choices=["resolve", "compile", "combine", "gate"])

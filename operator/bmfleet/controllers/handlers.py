@@ -7,6 +7,7 @@ from typing import Any, cast
 import kopf
 
 from bmfleet.api.common import GROUP, VERSION
+from bmfleet.controllers import metrics
 from bmfleet.controllers import settings as operator_settings
 from bmfleet.controllers.builds import Cache, Outcome, build_lock, reconcile, status_changed
 from bmfleet.controllers.kube import BUILDS, Kube, NamespaceTerminatingError, make_api_client
@@ -51,6 +52,18 @@ def artifacts(status: kopf.Status, **_: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+@kopf.index(GROUP, VERSION, BUILDS)
+def build_phases(status: kopf.Status, name: str, **_: Any) -> dict[str, str]:
+    """Builds by phase, for the `bmfleet_builds` gauge (kopf keeps it from the watch, deletions included)."""
+    return {str(status.get("phase") or "Unknown"): name}
+
+
+@kopf.on.startup()
+def expose_metrics(**kwargs: Any) -> None:
+    """Indices exist before the watches start: hand this one to the metrics."""
+    metrics.watch_builds(kwargs["build_phases"])
+
+
 def _lookup(index: kopf.Index[str, dict[str, Any]]) -> Cache:
     def lookup(key: str) -> dict[str, Any] | None:
         return next(iter(index.get(key, [])), None)
@@ -93,6 +106,11 @@ def worker_pod_finished(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, *
         _reconcile(memo, body.metadata.namespace or "", build, logger, _lookup(kwargs["artifacts"]), pod_finished=True)
 
 
+def _result(outcome: Outcome | None) -> str:
+    return "requeue_after" if outcome is not None and outcome.retry_after is not None else "success"
+
+
+@metrics.timed("bmodelbuild", _result)
 def _reconcile(
     memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger, cache: Cache, pod_finished: bool = False
 ) -> Outcome | None:
@@ -110,6 +128,7 @@ def _reconcile(
         old = build.get("status") or {}
         if status_changed(old, outcome.status):
             kube.patch_build_status(namespace, name, outcome.status)
+            metrics.record_status(old, outcome.status)  # under the lock: each finished step once
     _post_events(build, old, outcome, logger)
     return outcome
 

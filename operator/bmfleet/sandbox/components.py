@@ -109,6 +109,7 @@ def kwok(bin_dir: Path, ports: Ports, kubeconfig: Path, config: Path) -> list[st
         f"--server-address=127.0.0.1:{ports.kwok}",
         f"--cidr={POD_CIDR}",
         "--node-lease-duration-seconds=40",
+        "--enable-crds=Logs",  # pods the sandbox kubelet ran get a Logs object: `kubectl logs` works for them
     ]
 
 

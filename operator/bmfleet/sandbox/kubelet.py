@@ -4,7 +4,9 @@ kwok simulates every other pod. For these, once the scheduler has bound them to 
 container's command, args and environment as a local process, in a private mount namespace where the pod's
 volumes (emptyDir, and PVCs bound to hostPath/local PVs) appear at their mountPaths, and reports the pod's
 phase, container state, exit code and termination message back through `pods/status`, as a kubelet would.
-The image is not pulled: the process runs with this machine's bmfleet installation on PATH.
+The image is not pulled: the process runs with this machine's bmfleet installation on PATH. Its output is
+kept in the CRI log format with a kwok `Logs` object pointing at it, so `pods/log` (kubectl logs) answers
+through kwok, the nodes' kubelet endpoint.
 
     python -m bmfleet.sandbox.kubelet --kubeconfig ADMIN --state-dir DIR --port PORT
 """
@@ -33,11 +35,36 @@ from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 
 RUNS_FILE = "runs.jsonl"
 TERMINATION_LIMIT = 4096  # bytes of termination message a kubelet keeps per container
+KWOK = ("kwok.x-k8s.io", "v1alpha1")
+LOGS_CRD: dict[str, Any] = {  # kwok's Logs resource (kwok --enable-crds=Logs), schema left open
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "logs.kwok.x-k8s.io"},
+    "spec": {
+        "group": KWOK[0],
+        "names": {"kind": "Logs", "listKind": "LogsList", "plural": "logs", "singular": "logs"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": KWOK[1],
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
 log = logging.getLogger("bmfleet.sandbox.kubelet")
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cri_log(output: bytes, when: datetime) -> bytes:
+    """A container's output as CRI log lines (`<RFC 3339 time> stdout F <line>`), what kwok serves from."""
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+    return b"".join(stamp + b" stdout F " + line + b"\n" for line in output.splitlines())
 
 
 def _conditions(ready: bool, reason: str | None = None) -> list[dict[str, Any]]:
@@ -134,6 +161,7 @@ class PodRun:
             t0 = time.time()
             code = self.proc.wait()
             self.kubelet.record_run(self.meta, t0, time.time(), code)
+            self.kubelet.publish_log(self.meta, c["name"], self.dir / "log")
             message = self._message(code)
         except Exception as exc:  # a pod the sandbox cannot run fails with the reason, as a kubelet's would
             code, message = 128, f"sandbox kubelet: {exc}"[:TERMINATION_LIMIT]
@@ -199,6 +227,36 @@ class LocalKubelet:
         with self._runs_lock, (self.state_dir / RUNS_FILE).open("a") as f:
             f.write(json.dumps(line) + "\n")
 
+    def _log_file(self, uid: str) -> Path:
+        return self.state_dir / "containers" / f"{uid}.log"
+
+    def publish_log(self, meta: dict[str, Any], container: str, output: Path) -> None:
+        """Keep a finished container's output (outside its run dir, which goes) and point a kwok Logs object
+        owned by the pod at it. Logs are a convenience: failing here never fails the pod."""
+        path = self._log_file(meta["uid"])
+        try:
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(cri_log(output.read_bytes(), datetime.now(UTC)))
+            owner = {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
+            body = {
+                "apiVersion": "/".join(KWOK),
+                "kind": "Logs",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"], "ownerReferences": [owner]},
+                "spec": {"logs": [{"containers": [container], "logsFile": str(path)}]},
+            }
+            custom = client.CustomObjectsApi(self.api)
+            custom.create_namespaced_custom_object(*KWOK, meta["namespace"], "logs", body)
+        except (OSError, client.ApiException) as exc:
+            log.info("no logs for pod %s: %s", meta["name"], exc)
+
+    def ensure_logs_crd(self) -> None:
+        """kwok watches Logs objects once their CRD exists (it retries until then)."""
+        try:
+            client.ApiextensionsV1Api(self.api).create_custom_resource_definition(LOGS_CRD)  # type: ignore[arg-type]
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+
     def claim_path(self, namespace: str, claim: str) -> Path:
         """Host directory of the PV a claim is bound to (hostPath or local PVs only)."""
         pvc = self._plain(self.core.read_namespaced_persistent_volume_claim(claim, namespace))
@@ -236,6 +294,8 @@ class LocalKubelet:
                 raw: dict[str, Any] = dict(event or {})
                 if raw.get("type") in ("ADDED", "MODIFIED"):
                     self.handle(raw["object"])
+                elif raw.get("type") == "DELETED":  # its Logs object goes with it (owner reference)
+                    self._log_file(self._plain(raw["object"])["metadata"]["uid"]).unlink(missing_ok=True)
             for uid in [u for u, r in self.runs.items() if r.finished()]:
                 shutil.rmtree(self.runs.pop(uid).dir, ignore_errors=True)
 
@@ -258,7 +318,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     server = ThreadingHTTPServer(("127.0.0.1", args.port), _Health)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    LocalKubelet(args.kubeconfig, args.state_dir).serve()
+    kubelet = LocalKubelet(args.kubeconfig, args.state_dir)
+    kubelet.ensure_logs_crd()
+    kubelet.serve()
 
 
 if __name__ == "__main__":
