@@ -15,6 +15,8 @@ from bmfleet.cli.devenv import OperatorProcess, create_store_claim
 from bmfleet.sandbox.controlplane import Sandbox
 from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 from bmfleet.sandbox.trained import TrainedModel, write_constant_calibration
+from tests.helpers import kstatus
+from tests.helpers.argocd import health
 from tests.integration.conftest import ARTIFACTS, Builds
 
 pytestmark = pytest.mark.toolchain
@@ -72,6 +74,7 @@ def test_classifier_gate_passes_and_bad_calibration_fails_it(
     good = builds.wait_condition("cls-good", "GatesPassed", "True", timeout=900)
     st = good["status"]
     assert st["phase"] == "Verified"
+    assert health("BModelBuild", good)[0] == "Healthy" and kstatus.compute(good).status == kstatus.CURRENT
     assert next(c for c in st["conditions"] if c["type"] == "Ready")["status"] == "True"
     top1 = _checks(st)["top-1 accuracy"]
     assert top1["passed"] and top1["baseline"] >= 85 and top1["deltaPp"] >= -2.0
@@ -89,6 +92,8 @@ def test_classifier_gate_passes_and_bad_calibration_fails_it(
         bad = builds.wait_condition("cls-bad", "Stalled", "True", timeout=900)
     st = bad["status"]
     assert st["phase"] == "GateFailed", st
+    # GitOps: a real failed-gate object is Degraded for Argo CD and Failed for kstatus (Flux, kubectl wait).
+    assert health("BModelBuild", bad)[0] == "Degraded" and kstatus.compute(bad).status == kstatus.FAILED
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "GateFailed")
     top1 = _checks(st)["top-1 accuracy"]
