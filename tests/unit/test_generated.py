@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bmfleet.api.crdgen import assert_structural
@@ -24,7 +25,8 @@ def test_chart_crds_equal_crds_dir():
 
 
 def test_crd_is_structural_with_cel_status_and_printer_columns():
-    (crd,) = all_crds()
+    crd = all_crds()[0]
+    assert [c["spec"]["names"]["kind"] for c in all_crds()] == ["BModelBuild", "EdgeDevice", "BModelRollout"]
     version = crd["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
     assert_structural(schema, crd_root=True)
@@ -51,8 +53,9 @@ def test_crd_is_structural_with_cel_status_and_printer_columns():
     assert conditions["x-kubernetes-list-type"] == "map" and conditions["x-kubernetes-list-map-keys"] == ["type"]
 
 
-def test_every_schema_node_has_a_description_for_kubectl_explain():
-    (crd,) = all_crds()
+@pytest.mark.parametrize("kind", ["BModelBuild", "EdgeDevice", "BModelRollout"])
+def test_every_schema_node_has_a_description_for_kubectl_explain(kind):
+    crd = next(c for c in all_crds() if c["spec"]["names"]["kind"] == kind)
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     missing = []
 

@@ -11,11 +11,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from bmfleet.api.common import QUANTITY_PATTERN, SHA256_PATTERN, ApiModel, Uri, cel, validations
+from bmfleet.api.common import QUANTITY_PATTERN, SHA256_PATTERN, ApiModel, Chip, Uri, cel, validations
+from bmfleet.api.device import ModelName
+from bmfleet.api.rollout import LabelSelector, Strategy
 from bmfleet.api.schema_extras import Condition
 from bmfleet.api.shapes import SHAPE_STRING_PATTERN, StageShapes, parse_shape_string, validate_shapes
 
-Chip = Literal["BM1684", "BM1684X"]
 Precision = Literal["FP32", "FP16", "BF16", "INT8"]
 ModelFormat = Literal["umodel", "onnx", "caffe", "torchscript", "tflite"]
 ToolchainName = Literal["bmnetu", "tpu-mlir"]
@@ -327,14 +328,24 @@ class Output(ApiModel):
     name: str | None = Field(None, max_length=253, description="Artifact name; default <netName>.bmodel.")
 
 
-class Publish(ApiModel):
-    """Roll the verified bmodel out to devices (schema only for now)."""
+class PublishRollout(ApiModel):
+    """The BModelRollout the build creates (owned by the build) or updates once it is Ready."""
 
-    rollout: str = Field(max_length=253, description="BModelRollout to create or update.")
-    model_name: str | None = Field(None, max_length=253, description="Model name on the devices.")
-    device_selector: dict[Label, LabelValue] | None = Field(
-        None, json_schema_extra={"maxProperties": 32}, description="EdgeDevice labels to roll out to."
+    name: str | None = Field(
+        None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Name of the BModelRollout; default: the build's name.",
     )
+    model_name: ModelName = Field(description="Name of the model on the devices.")
+    selector: LabelSelector = Field(description="EdgeDevices (same namespace) to roll out to, by label.")
+    strategy: Strategy = Field(default_factory=Strategy, description="Phases, in-flight limit, timeouts, abort.")
+
+
+class Publish(ApiModel):
+    """Roll the combined bmodel out once the build is Ready (gates passed; combined when it has no gates)."""
+
+    rollout: PublishRollout = Field(description="The rollout to create or update with artifact.build = this build.")
 
 
 _SPEC_RULES = validations(
@@ -367,6 +378,11 @@ _SPEC_RULES = validations(
         "self.toolchain.name != 'tpu-mlir' || self.precision != 'INT8' || has(self.calibration)",
         "INT8 with tpu-mlir needs calibration (a dataset for run_calibration)",
         ".calibration",
+    ),
+    cel(
+        "!has(self.publish) || (has(self.output) && has(self.output.store))",
+        "publish rolls out the combined bmodel: set spec.output.store",
+        ".publish",
     ),
     cel(
         "self.compile.mode == 'compile' || self.toolchain.name == 'bmnetu'",

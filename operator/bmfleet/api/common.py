@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from bmfleet.api.schema_extras import cel, validations
 
-__all__ = ["API_VERSION", "GROUP", "VERSION", "ApiModel", "Uri", "cel", "validations"]
+__all__ = ["API_VERSION", "GROUP", "VERSION", "ApiModel", "Chip", "Uri", "cel", "validations"]
 
 GROUP = "bmfleet.io"
 VERSION = "v1alpha1"
@@ -23,6 +23,8 @@ SHA256_PATTERN = r"^[a-f0-9]{64}$"
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
 Uri = Annotated[str, Field(min_length=8, max_length=2048, pattern=URI_PATTERN)]
+# A bmodel runs only on the chip it was built for; builds, devices and rollouts share this list.
+Chip = Literal["BM1684", "BM1684X"]
 
 
 class ApiModel(BaseModel):

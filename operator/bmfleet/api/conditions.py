@@ -14,6 +14,9 @@ STALLED = "Stalled"
 COMPILED = "Compiled"
 COMBINED = "Combined"
 GATES_PASSED = "GatesPassed"
+PUBLISHED = "Published"
+PROGRESSING = "Progressing"
+ABORTED = "Aborted"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 from bmfleet.api.build import BModelBuildSpec
 from bmfleet.api.shapes import StageShapes, format_shapes
 from bmfleet.controllers.kube import Kube
+from bmfleet.controllers.publish import publish_rollout
 from bmfleet.pipeline.combine import build_combine_job, combine_cache_key, combine_inputs
 from bmfleet.pipeline.gate import build_gate_job
 from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, compile_cache_key, worker_image
@@ -170,7 +171,7 @@ def reconcile(
     for job_name in deleted:
         kube.delete_job(ns, job_name)
     status = summarise(shapes_status, conditions, generation, combine=combine, inputs=inputs, gates=gates)
-    return Outcome(status, created, deleted)
+    return Outcome(publish_rollout(kube, body, status), created, deleted)
 
 
 GATE_FIELDS = ("passed", "summary", "checks", "reportUri", "resultUri", "seconds")

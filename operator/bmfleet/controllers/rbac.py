@@ -41,6 +41,19 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("", ("pods",), ("list", "watch"), "read each step's result record from its pod's termination message"),
     Rule("", ("persistentvolumeclaims",), ("get",), "check that pvc:// inputs exist before creating Jobs"),
+    Rule(
+        "bmfleet.io",
+        ("bmodelrollouts",),
+        ("get", "list", "watch", "create", "patch"),
+        "watch rollouts (kopf patches annotations and finalizers); a build's spec.publish creates/updates one",
+    ),
+    Rule("bmfleet.io", ("bmodelrollouts/status",), ("get", "patch"), "write rollout status"),
+    Rule(
+        "bmfleet.io",
+        ("edgedevices",),
+        ("get", "list", "watch", "patch"),
+        "an index over the devices; rollouts write spec.desired (and its assignment annotation)",
+    ),
 )
 
 

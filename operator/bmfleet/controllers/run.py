@@ -5,6 +5,7 @@ from __future__ import annotations
 import kopf
 
 import bmfleet.controllers.handlers  # noqa: F401  (registers the handlers)
+from bmfleet.controllers import rollout_handlers  # noqa: F401  (registers the rollout handlers)
 from bmfleet.controllers.metrics import serve
 
 

@@ -82,14 +82,6 @@ def unsupported_fields(spec: BModelBuildSpec) -> list[Problem]:
                 reason="NotImplemented",
             )
         )
-    if spec.publish is not None:
-        problems.append(
-            Problem(
-                "spec.publish",
-                "is not implemented in this release of the operator; remove it to build without it",
-                reason="NotImplemented",
-            )
-        )
     problems += _gate_problems(spec)
     if store is not None and store.type == "pvc" and not store.uri.startswith("pvc://"):
         problems.append(
