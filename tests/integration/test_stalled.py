@@ -26,10 +26,10 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
         "InvalidSpec",
         "spec.shapes[0]: batch 8 exceeds compile.maxN 4",
     ),
-    "gates not implemented": (
+    "gates without a store or an FP32 reference": (
         {"gates": {"similarity": {"samples": 4}}},
-        "NotImplemented",
-        "spec.gates: is not implemented",
+        "InvalidSpec",
+        "spec.gates: gates run on the combined bmodel: set spec.output.store; spec.gates: the FP32 reference runs",
     ),
     "missing input claim": (
         {"model": {"format": "umodel", "uri": "pvc://models/ssd.prototxt", "weightsUri": "pvc://models/ssd.umodel"}},
