@@ -342,10 +342,37 @@ class PublishRollout(ApiModel):
     strategy: Strategy = Field(default_factory=Strategy, description="Phases, in-flight limit, timeouts, abort.")
 
 
-class Publish(ApiModel):
-    """Roll the combined bmodel out once the build is Ready (gates passed; combined when it has no gates)."""
+class PublishRegistry(ApiModel):
+    """The OCI registry the verified bmodel is pushed to, with its gate report, gate result and provenance, as
+    one ORAS-compatible artifact (`oras pull` gets the files by name); addressed by digest, the tag is a convenience."""
 
-    rollout: PublishRollout = Field(description="The rollout to create or update with artifact.build = this build.")
+    uri: str = Field(
+        pattern=r"^oci://[A-Za-z0-9.-]+(:[0-9]+)?/[a-z0-9]+([._/-][a-z0-9]+)*$",
+        max_length=512,
+        description="oci://<registry host[:port]>/<repository>.",
+    )
+    tag: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", description="Tag the artifact too (default: none)."
+    )
+    credentials_secret: str | None = Field(
+        None, max_length=253, description="Secret (kubernetes.io/dockerconfigjson) with the registry credentials."
+    )
+
+
+class Publish(ApiModel):
+    """Publish the combined bmodel once the build is Ready (gates passed; combined when it has no gates): push it
+    to an OCI registry and/or roll it out."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.rollout) || has(self.registry)", "publish needs a registry, a rollout, or both")
+        )
+    }
+
+    registry: PublishRegistry | None = Field(None, description="Push the artifact to this OCI registry.")
+    rollout: PublishRollout | None = Field(
+        None, description="The rollout to create or update with artifact.build = this build."
+    )
 
 
 _SPEC_RULES = validations(
@@ -516,6 +543,17 @@ class GatesStatus(ApiModel):
     message: str | None = Field(None, max_length=4096, description="Why the gates could not run, for people.")
 
 
+class PublishStatus(ApiModel):
+    """The publish step: the artifact in the OCI registry."""
+
+    job: str | None = Field(None, description="Name of the publish Job.")
+    state: ShapeState = Field(description="Pending, Running, Succeeded or Failed.")
+    manifest: str | None = Field(None, description="Digest of the artifact's manifest (sha256:...).")
+    uri: str | None = Field(None, description="The bmodel blob: oci://<registry>/<repository>@sha256:<digest>.")
+    reason: str | None = Field(None, description="Why publishing failed, machine-readable.")
+    message: str | None = Field(None, max_length=4096, description="Why publishing failed, for people.")
+
+
 class BModelBuildStatus(ApiModel):
     """Observed state; kstatus-compatible (observedGeneration, Ready/Reconciling/Stalled)."""
 
@@ -532,3 +570,4 @@ class BModelBuildStatus(ApiModel):
     inputs: InputsStatus | None = Field(None, description="Resolved input digests, when the build has a store.")
     combine: CombineStatus | None = Field(None, description="The combine step, when the build has a store.")
     gates: GatesStatus | None = Field(None, description="The gate step, when the build has gates.")
+    publish: PublishStatus | None = Field(None, description="The publish step, when spec.publish.registry is set.")

@@ -17,6 +17,7 @@ from bmfleet.pipeline.combine import build_combine_job, combine_cache_key, combi
 from bmfleet.pipeline.gate import build_gate_job
 from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, compile_cache_key, worker_image
 from bmfleet.pipeline.pods import store_claim
+from bmfleet.pipeline.publish import build_publish_job
 from bmfleet.pipeline.resolve import build_resolve_job, pin, unpinned, uris_key
 from bmfleet.pipeline.status import (
     RESULT_FIELDS,
@@ -25,6 +26,7 @@ from bmfleet.pipeline.status import (
     job_state,
     keep_finished,
     pod_result,
+    publish_step_status,
     stage_statuses,
     stalled,
     summarise,
@@ -121,8 +123,10 @@ def reconcile(
     created: list[tuple[int, str]] = []
     inputs: dict[str, Any] | None = None
     desired_names: set[str] = set()
+    ctx = StepContext(kube, existing, results)
     if caching and unpinned(spec):
-        inputs, resolve_job = _resolve(kube, owner, spec, existing, results, old_status.get("inputs"), config, image)
+        inputs = _resolve(ctx, owner, spec, old_status.get("inputs"), config, image)
+        resolve_job = str(inputs["job"])
         desired_names.add(resolve_job)
         if resolve_job not in existing:
             created.append((-2, resolve_job))
@@ -162,80 +166,91 @@ def reconcile(
                 created.append((-1, combine_job))
     gates: dict[str, Any] | None = None
     if caching and spec.gates is not None:
-        gates, gate_job = _gate(kube, owner, spec, combine, existing, results, old_status.get("gates"), config, image)
-        if gate_job:
-            desired_names.add(gate_job)
-            if gate_job not in existing:
-                created.append((-3, gate_job))
+        gates = _gate(ctx, owner, spec, combine, old_status.get("gates"), config, image)
+    status = summarise(shapes_status, conditions, generation, combine=combine, inputs=inputs, gates=gates)
+    if caching and (publish := _publish(ctx, owner, spec, status, old_status.get("publish"), config, image)):
+        status = publish_step_status(status, publish, generation)
+    for entry, step in ((gates, -3), (status.get("publish"), -4)):
+        if entry and entry.get("job"):
+            desired_names.add(str(entry["job"]))
+            if entry["job"] not in existing:
+                created.append((step, str(entry["job"])))
     deleted = [job_name for job_name in existing if job_name not in desired_names]
     for job_name in deleted:
         kube.delete_job(ns, job_name)
-    status = summarise(shapes_status, conditions, generation, combine=combine, inputs=inputs, gates=gates)
     return Outcome(publish_rollout(kube, body, status), created, deleted)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What every single-Job step needs from the reconcile that runs it."""
+
+    kube: Kube
+    existing: dict[str, dict[str, Any]]
+    results: dict[str, dict[str, Any]]
+
+
+def run_step(
+    ctx: StepContext, manifest: dict[str, Any], previous: dict[str, Any] | None, fields: tuple[str, ...], failed: str
+) -> dict[str, Any]:
+    """Create the step's Job if needed and read its state; a worker that exited 0 with its record finishes the
+    step before the Job says so. `fields` are copied from the record on success; a finished step stays finished
+    (its Job may be gone after its TTL, or not have caught up yet)."""
+    job_name = manifest["metadata"]["name"]
+    if previous and previous.get("job") == job_name and previous.get("state") in ("Succeeded", "Failed"):
+        return dict(previous)
+    job = ctx.existing.get(job_name)
+    if job is None:
+        job, _ = ctx.kube.create_job(manifest)
+    entry: dict[str, Any] = {"job": job_name, "state": job_state(job)["state"]}
+    result = ctx.results.get(job_name) or {}
+    if result.get("finishedAt"):
+        entry["state"] = "Succeeded"
+    if entry["state"] == "Succeeded":
+        entry.update({k: result[k] for k in fields if k in result})
+    elif entry["state"] == "Failed":
+        entry.update(reason=result.get("reason") or failed, message=str(result.get("message"))[:4096])
+    return entry
 
 
 GATE_FIELDS = ("passed", "summary", "checks", "reportUri", "resultUri", "seconds")
 
 
 def _gate(
-    kube: Kube,
-    owner: Owner,
-    spec: BModelBuildSpec,
-    combine: dict[str, Any] | None,
-    existing: dict[str, dict[str, Any]],
-    results: dict[str, dict[str, Any]],
-    previous: dict[str, Any] | None,
-    config: WorkerConfig,
-    image: str,
-) -> tuple[dict[str, Any], str | None]:
-    """The gate step once the combined bmodel is stored: its status entry and its Job's name."""
+    ctx: StepContext, owner: Owner, spec: BModelBuildSpec, combine: dict[str, Any] | None,
+    previous: dict[str, Any] | None, config: WorkerConfig, image: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The gate step once the combined bmodel is stored."""
     if combine is None or combine.get("state") != "Succeeded" or not combine.get("uri"):
-        return {"state": "Pending"}, None
+        return {"state": "Pending"}
     manifest = build_gate_job(owner, spec, str(combine["uri"]), config, image)
-    job_name = manifest["metadata"]["name"]
-    job = existing.get(job_name)
-    if job is None:
-        job, _ = kube.create_job(manifest)
-    entry: dict[str, Any] = {"job": job_name, "state": job_state(job)["state"]}
-    result = results.get(job_name) or {}
-    if result.get("finishedAt"):  # exited 0 with its verdict: done before the Job says so
-        entry["state"] = "Succeeded"
-    if entry["state"] == "Succeeded":
-        entry.update({k: result[k] for k in GATE_FIELDS if k in result})
-    elif entry["state"] == "Failed":
-        entry.update(reason=result.get("reason") or "GateRunFailed", message=str(result.get("message"))[:4096])
-    keep_finished(entry, previous)
-    return entry, job_name
+    return run_step(ctx, manifest, previous, GATE_FIELDS, "GateRunFailed")
 
 
 def _resolve(
-    kube: Kube,
-    owner: Owner,
-    spec: BModelBuildSpec,
-    existing: dict[str, dict[str, Any]],
-    results: dict[str, dict[str, Any]],
-    previous: dict[str, Any] | None,
-    config: WorkerConfig,
-    image: str,
-) -> tuple[dict[str, Any], str]:
-    """The resolve step's status entry (with the digests once it succeeded) and its Job's name."""
-    manifest = build_resolve_job(owner, spec, config, image)
-    job_name = manifest["metadata"]["name"]
-    entry: dict[str, Any] = {"job": job_name, "uris": uris_key(spec)}
-    if previous and previous.get("job") == job_name and previous.get("state") in ("Succeeded", "Failed"):
-        return {**previous, **entry}, job_name  # finished; its Job may be gone (TTL) or not caught up yet
-    job = existing.get(job_name)
-    if job is None:
-        job, _ = kube.create_job(manifest)
-    entry.update(state=job_state(job)["state"])
-    result = results.get(job_name) or {}
-    if result.get("finishedAt"):  # exited 0 with a Succeeded record: done before the Job says so
-        entry["state"] = "Succeeded"
+    ctx: StepContext, owner: Owner, spec: BModelBuildSpec, previous: dict[str, Any] | None,
+    config: WorkerConfig, image: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The resolve step's status entry, with the digests once it succeeded."""
+    entry = run_step(ctx, build_resolve_job(owner, spec, config, image), previous, ("digests",), "ResolveFailed")
+    entry["uris"] = uris_key(spec)
     if entry["state"] == "Succeeded":
-        entry["digests"] = result.get("digests") or {}
-    elif entry["state"] == "Failed":
-        entry.update(reason=result.get("reason") or "ResolveFailed", message=str(result.get("message"))[:4096])
-    return entry, job_name
+        entry.setdefault("digests", {})
+    return entry
+
+
+def _publish(
+    ctx: StepContext, owner: Owner, spec: BModelBuildSpec, status: dict[str, Any],
+    previous: dict[str, Any] | None, config: WorkerConfig, image: str,
+) -> dict[str, Any] | None:  # fmt: skip
+    """The publish step (push to the OCI registry) once the build is Ready; None when it does not push."""
+    if spec.publish is None or spec.publish.registry is None:
+        return None
+    ready: dict[str, Any] = next((c for c in status["conditions"] if c["type"] == "Ready"), {})
+    if ready.get("status") != "True":
+        return {"state": "Pending"}
+    manifest = build_publish_job(owner, spec, status, config, image)
+    return run_step(ctx, manifest, previous, ("manifest", "uri"), "PublishFailed")
 
 
 def _combine(

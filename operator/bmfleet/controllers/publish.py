@@ -42,12 +42,19 @@ def publish_rollout(kube: Kube, build: dict[str, Any], status: dict[str, Any]) -
     raw = (build.get("spec") or {}).get("publish")
     if not raw:
         return {**status, "conditions": [c for c in conditions if c.get("type") != PUBLISHED]}
-    cond = _publish(kube, build, status, Publish.model_validate(raw))
+    publish = Publish.model_validate(raw)
+    if publish.rollout is None:
+        return status  # a registry push only: the publish step set Published
+    pushed = status.get("publish")
+    if pushed is not None and pushed.get("state") != "Succeeded":
+        return status  # the rollout waits for the registry push (Published=False says why)
+    cond = _publish(kube, build, status, publish)
     generation = int(build["metadata"].get("generation") or 1)
     return {**status, "conditions": set_condition(conditions, cond, generation)}
 
 
 def _publish(kube: Kube, build: dict[str, Any], status: dict[str, Any], publish: Publish) -> Cond:
+    assert publish.rollout is not None
     ready = get_condition(list(status.get("conditions") or []), READY) or {}
     combine = status.get("combine") or {}
     if ready.get("status") != "True" or not combine.get("digest"):

@@ -56,6 +56,11 @@ def resolve_artifact(kube: Kube, namespace: str, spec: BModelRolloutSpec) -> Art
         why = f"BModelBuild {ref.build} is Ready but stored no combined bmodel (set its spec.output.store)"
         return Unresolved(True, "NoArtifact", why)
     chip = str((build.get("spec") or {}).get("chip") or "BM1684")
+    pushed = status.get("publish")
+    if pushed is not None:  # the build pushes to a registry: devices get the pushed blob, once it is there
+        if pushed.get("state") != "Succeeded" or not pushed.get("uri"):
+            return Unresolved(False, "WaitingForPublish", f"BModelBuild {ref.build} is pushing to its registry")
+        return Artifact(str(combine["digest"]), str(pushed["uri"]), int(combine["size"]), chip)
     return Artifact(str(combine["digest"]), str(combine["uri"]), int(combine["size"]), chip)
 
 

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bmfleet.api.conditions import COMBINED, COMPILED, GATES_PASSED, READY, RECONCILING, STALLED, Cond, set_condition
+from bmfleet.api.conditions import (
+    COMBINED,
+    COMPILED,
+    GATES_PASSED,
+    PUBLISHED,
+    READY,
+    RECONCILING,
+    STALLED,
+    Cond,
+    set_condition,
+)
 from bmfleet.api.shapes import StageShapes, format_shapes
 from bmfleet.pipeline.validate import Problem
 
@@ -325,3 +335,15 @@ def stalled(
         "conditions": conditions,
         "shapes": [],
     }
+
+
+def publish_step_status(status: dict[str, Any], publish: dict[str, Any], generation: int) -> dict[str, Any]:
+    """The build's status with the publish (registry push) step: Published follows it; a push that failed
+    leaves the build Ready (the model is verified) but Published=False with the registry's reason."""
+    if publish["state"] == "Succeeded":
+        cond = Cond(PUBLISHED, "True", "Pushed", f"{publish.get('uri')} (manifest {publish.get('manifest')})")
+    elif publish["state"] == "Failed":
+        cond = Cond(PUBLISHED, "False", str(publish.get("reason") or "PublishFailed"), str(publish.get("message")))
+    else:
+        cond = Cond(PUBLISHED, "False", "Pushing", "pushing the artifact to the registry")
+    return {**status, "publish": publish, "conditions": set_condition(list(status["conditions"]), cond, generation)}
