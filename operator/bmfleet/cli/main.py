@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_parser(sub)
 
     s = sub.add_parser("worker", help="entry points run inside Jobs")
-    s.add_argument("step", choices=["resolve", "compile", "combine", "gate"])
+    s.add_argument("step", choices=["resolve", "compile", "combine", "gate", "publish"])
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=_worker)
 
