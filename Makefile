@@ -89,6 +89,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/reconcile_latency.py
 	$(BIN)/python bench/build_parallel.py
+	$(BIN)/python bench/gates.py
 
 clean-sandbox: venv
 	$(BIN)/bmfleet sandbox down
