@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import yaml
-from bmfleet.sandbox.trained import cached_models_dir, train_classifier
 
 from bmfleet.api.build import Gates
 from bmfleet.cli.local import run_local
+from bmfleet.sandbox.trained import cached_models_dir, train_classifier
 from bmfleet.store.fs import FileStore
 from bmfleet.toolchains.tpu_mlir import find_bin_dir
 from bmfleet.worker.gate_run import GateRun
