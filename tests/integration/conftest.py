@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,11 +74,38 @@ def operator_kubeconfig(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 def operator(operator_kubeconfig: Path, sandbox: Sandbox) -> Iterator[OperatorProcess]:
-    """One operator for the session, watching all namespaces. Tests may stop/kill and start it again."""
+    """One operator for the session, watching all namespaces, with its /metrics on a free loopback port
+    (`metrics_url`). Tests may stop/kill and start it again."""
     ARTIFACTS.mkdir(exist_ok=True)
-    op = OperatorProcess(operator_kubeconfig, ARTIFACTS / "operator.log").start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    op = OperatorProcess(
+        operator_kubeconfig, ARTIFACTS / "operator.log", extra_args=[f"--metrics-bind=127.0.0.1:{port}"]
+    )
+    op.start()
     yield op
     op.stop()
+
+
+def metrics_url(op: OperatorProcess) -> str:
+    """Where the session operator serves /metrics."""
+    bind = next(a for a in op.extra_args if a.startswith("--metrics-bind="))
+    return f"http://{bind.split('=', 1)[1]}/metrics"
+
+
+def scrape(op: OperatorProcess) -> dict[str, float]:
+    """Every sample of the operator's /metrics, by its full name with labels as exposed."""
+    import urllib.request
+
+    with urllib.request.urlopen(metrics_url(op), timeout=10) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 from bmfleet.sandbox.trained import TrainedModel, write_constant_calibration
 from tests.helpers import kstatus
 from tests.helpers.argocd import health
-from tests.integration.conftest import ARTIFACTS, Builds
+from tests.integration.conftest import ARTIFACTS, Builds, scrape
 
 pytestmark = pytest.mark.toolchain
 
@@ -98,6 +98,13 @@ def test_classifier_gate_passes_and_bad_calibration_fails_it(
     assert (ready["status"], ready["reason"]) == ("False", "GateFailed")
     top1 = _checks(st)["top-1 accuracy"]
     assert not top1["passed"] and top1["deltaPp"] < -2.0
+    # The operator's /metrics carries the same figures as the status of the last gate run.
+    m = scrape(operator)
+    key = 'bmfleet_gate_metric{gate="classification",metric="top-1 accuracy",model="%s"}'
+    assert m[key % "int8"] == pytest.approx(top1["value"], abs=1e-3)
+    assert m[key % "fp32"] == pytest.approx(top1["baseline"], abs=1e-3)
+    assert m['bmfleet_gate_checks_total{gate="classification",result="fail"}'] >= 1
+    assert m['bmfleet_builds{phase="GateFailed"}'] >= 1 and m['bmfleet_builds{phase="Verified"}'] >= 1
     assert f"{-top1['deltaPp']:.2f} pp" in ready["message"] or "top-1" in ready["message"]
 
 
