@@ -180,6 +180,7 @@ class _Planner:
             return self.late(d, ROLLING_BACK)
         if st == "Active" and m.get("activeDigest") == self.art.digest:
             return ACTIVE
+        st = DOWNLOADING if st == FAILED and m.get("reason") in ("DownloadFailed", "DigestMismatch") else st  # retried
         base = st if m.get("desiredDigest") == self.art.digest and st in (DOWNLOADING, STAGED, FAILED) else PENDING
         return base if base == FAILED else self.late(d, base)
 
