@@ -352,3 +352,26 @@ def test_each_phase_gets_exactly_its_ceil_share(n: int) -> None:
         seen.append(len(f.assigned()))
         f.activate(f.assigned())
     assert sorted(set(seen)) == sorted({math.ceil(n * 0.1), math.ceil(n * 0.5), n})
+
+
+def test_download_failures_the_agent_retries_do_not_abort_but_time_out() -> None:
+    """A registry outage makes a whole cohort report DownloadFailed (the agent retries with backoff): that is
+    still downloading, not a failed device, until the device timeout says otherwise (found by tests/e2e)."""
+    f = Fleet(fleet(50))
+    s = spec(phases=[{"percent": 20}, {"percent": 100}], deviceTimeoutSeconds=600)
+    f.plan(T0, s)
+    cohort = f.assigned()
+    for n in cohort:
+        f.report(n, state="Failed", reason="DownloadFailed", desiredDigest=D, activeDigest=OLD)
+    f.plan(T0 + timedelta(seconds=30), s)
+    assert f.status is not None and f.status["phase"] == "Progressing"
+    assert f.status["counts"]["failed"] == 0 and f.status["counts"]["downloading"] == len(cohort)
+    f.activate(cohort)
+    f.plan(T0 + timedelta(seconds=60), s)
+    assert f.status["currentPhase"] == 1 and f.status["counts"]["failed"] == 0
+    stuck = Fleet(fleet(50))
+    stuck.plan(T0, s)
+    for n in stuck.assigned():
+        stuck.report(n, state="Failed", reason="DigestMismatch", desiredDigest=D, activeDigest=OLD)
+    stuck.plan(T0 + timedelta(seconds=601), s)
+    assert stuck.status is not None and stuck.status["counts"]["failed"] == len(stuck.assigned())
