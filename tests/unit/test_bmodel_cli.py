@@ -82,3 +82,24 @@ def test_combine(files: tuple[Path, Path], tmp_path: Path, capsys: pytest.Captur
     assert [s["inputs"][0]["shape"][0] for s in doc["nets"][0]["stages"]] == [4, 1]
     assert run("bmodel", "combine", str(files[0]), str(files[0]), "-o", str(tmp_path / "x.bmodel")) == 1
     assert "input shapes are the same" in capsys.readouterr().err
+
+
+def test_the_cli_loads_no_heavy_module_before_a_command_needs_it() -> None:
+    """`bmfleet bmodel combine` must stay faster than the vendor tool: building the parser and loading the
+    bmodel library import neither pydantic, numpy, kubernetes nor kopf (issue 3's combine target)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bmfleet.cli.main import build_parser; build_parser(); import bmfleet.bmodel; "
+        "print(sorted(m for m in ('pydantic', 'numpy', 'kubernetes', 'kopf') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_gateway_default_pvc_root_is_the_workers_store_dir() -> None:
+    from bmfleet.cli.gateway_cmd import PVC_ROOT
+    from bmfleet.pipeline.pods import STORE_DIR
+
+    assert PVC_ROOT == STORE_DIR

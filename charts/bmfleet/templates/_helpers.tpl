@@ -24,3 +24,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.image.digest -}}{{ .Values.image.repository }}@{{ .Values.image.digest }}
 {{- else -}}{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}{{- end -}}
 {{- end -}}
+
+{{- define "bmfleet.gatewayName" -}}
+{{ include "bmfleet.fullname" . }}-gateway
+{{- end -}}
+
+{{- define "bmfleet.gatewayServiceAccountName" -}}
+{{- default (include "bmfleet.gatewayName" .) .Values.gateway.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "bmfleet.gatewayNamespace" -}}
+{{- default .Release.Namespace .Values.gateway.namespace -}}
+{{- end -}}

@@ -77,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_operator)
 
     from bmfleet.cli.gate_cmd import add_parser as add_gate_parser
+    from bmfleet.cli.gateway_cmd import add_parser as add_gateway_parser
     from bmfleet.cli.status_cmd import add_parser as add_status_parser
 
     add_gate_parser(sub)
+    add_gateway_parser(sub)
     add_status_parser(sub)
 
     s = sub.add_parser("worker", help="entry points run inside Jobs")
