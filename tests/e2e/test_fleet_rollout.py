@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes.client import ApiClient, CustomObjectsApi
 
 from bmfleet.cli.devenv import OperatorProcess, wait_for
 from tests.e2e.conftest import Env
@@ -23,7 +24,7 @@ from tests.e2e.recording import (
     wait_registered,
 )
 from tests.e2e.support import MODEL, Fleet, GatewayProcess, release_build
-from tests.integration.conftest import ARTIFACTS, Builds
+from tests.integration.conftest import ARTIFACTS, Builds, scrape
 from tests.store.servers import Server
 
 pytestmark = pytest.mark.toolchain
@@ -36,6 +37,7 @@ LABELS = {"app": "cam", "e2e": KEY}
 @pytest.mark.timeout(1200)
 def test_rollout_to_fifty_agents(
     e2e: Env, builds: Builds, operator: OperatorProcess, registry: Server, gateway: GatewayProcess, fleet: Fleet,
+    api: ApiClient,
     record: Callable[..., Recorder],
 ) -> None:  # fmt: skip
     devices, rollout = DeviceHistory(), RolloutHistory(KEY)
@@ -94,6 +96,19 @@ def test_rollout_to_fifty_agents(
     assert set(served) <= {"200", "206"} and sum(served.values()) >= 50, served  # nobody was refused a blob
     assert gateway.bytes_served() == 50 * size
     assert not fleet.dead()
+
+    # The operator's /metrics: rollout devices by state are the sum of every rollout's status counts.
+    def metrics_match_status() -> bool:
+        rollouts = CustomObjectsApi(api).list_cluster_custom_object("bmfleet.io", "v1alpha1", "bmodelrollouts")
+        metrics = scrape(operator)
+        return all(
+            metrics.get(f'bmfleet_rollout_devices{{state="{state}"}}')
+            == sum(int((r.get("status") or {}).get("counts", {}).get(state, 0)) for r in rollouts["items"])
+            for state in ("active", "failed", "skipped", "rolledBack")
+        )
+
+    wait_for(metrics_match_status, 30, "/metrics rollout devices to match the rollouts' status counts")
+    assert scrape(operator)['bmfleet_rollout_devices{state="active"}'] >= 50
 
     figures: dict[str, Any] = {
         "devices": {"BM1684": len(CAMS), "BM1684X": len(OTHERS)},
