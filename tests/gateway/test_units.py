@@ -232,3 +232,34 @@ def test_blob_source_serves_only_allowed_stores(tmp_path: Path) -> None:
     assert asyncio.run(get(f"file://{tmp_path}/ok/../bad/blobs/sha256/{hexd}")) == 404  # no walking out
     assert asyncio.run(get(f"file://{tmp_path}/ok/%2e%2e/bad/blobs/sha256/{hexd}")) == 404
     assert asyncio.run(get(f"http://x/blobs/sha256/{hexd}")) == 404
+
+
+def test_batcher_writes_news_first_and_at_most_max_batch() -> None:
+    now = [1_000_000.0]
+    kube = FakeKube()
+    view = View("ns", clock=lambda: now[0])
+    fresh = format_time(now[0])
+    objs = [device(f"d{i}", 5, token=f"t{i}") for i in range(6)]
+    for obj in objs:
+        obj["status"]["lastSeen"] = fresh
+        obj["status"]["conditions"] = [
+            {"type": "Ready", "status": "False", "reason": "Progressing", "lastTransitionTime": fresh},
+            {"type": "Online", "status": "True", "reason": "Heartbeat", "lastTransitionTime": fresh},
+        ]
+    view.replace(objs, "5")
+    b = status.StatusBatcher(kube, view, GatewayMetrics(), max_batch=2, clock=lambda: now[0])  # type: ignore[arg-type]
+    now[0] += 130  # every device polled since: their lastSeen is due for a refresh
+    for i in range(6):
+        b.touch(f"d{i}")
+        b.pending[f"d{i}"] = status._Pending(None)
+    b.report("d5", {"desiredVersion": 0, "models": [{"name": "m", "state": "Active"}]})
+
+    async def go() -> None:
+        await b.flush()
+        assert "d5" in {n for n, _ in kube.patches} and len(kube.patches) == 2  # the news first, then 1 refresh
+        assert len(b.pending) == 4 and b._wake.is_set()  # the rest follow at once
+        while b.pending:
+            await b.flush()
+
+    asyncio.run(go())
+    assert sorted(n for n, _ in kube.patches) == [f"d{i}" for i in range(6)]

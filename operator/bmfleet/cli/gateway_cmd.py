@@ -76,7 +76,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--max-poll-wait", type=int, default=30, help="cap on a long poll's wait (s)")
     s.add_argument("--rotation-grace", type=float, default=7 * 86400, help="old credential valid after rotate (s)")
     s.add_argument("--heartbeat", type=float, default=60, help="agents' heartbeat (s); Online=False after 3x")
-    s.add_argument("--last-seen-interval", type=float, default=60, help="refresh status.lastSeen at most this often")
+    s.add_argument(
+        "--last-seen-interval", type=float, default=120,
+        help="refresh status.lastSeen at most this often (s, at most 2x heartbeat): a write per device per interval",
+    )  # fmt: skip
     s.add_argument("--batch-interval", type=float, default=1.0, help="status flush interval (s)")
     s.add_argument("--batch-max", type=int, default=500, help="flush early when this many devices wait")
     s.add_argument("--write-concurrency", type=int, default=8, help="status patches in flight per flush")

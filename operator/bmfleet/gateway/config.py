@@ -34,7 +34,7 @@ class GatewayConfig:
     max_poll_wait: int = 30
     rotation_grace: float = 7 * 86400.0
     heartbeat: float = 60.0  # the agents' heartbeat: Online=False after 3x without contact
-    last_seen_interval: float = 60.0  # lastSeen is refreshed in status at most this often per device
+    last_seen_interval: float = 120.0  # lastSeen is refreshed in status at most this often per device
     batch_interval: float = 1.0
     batch_max: int = 500
     write_concurrency: int = 8

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 
 from bmfleet.gateway.kube import Kube
-from bmfleet.gateway.view import Credential, format_time, parse_time, token_hash
+from bmfleet.gateway.view import Credential, credentials_of, format_time, parse_time, token_hash
 
 DEVICE_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 CHIP = re.compile(r"^[A-Z0-9]{2,16}$")
@@ -61,11 +61,7 @@ def issue(now: float, not_after: float | None = None) -> tuple[str, Credential]:
 
 
 def _creds(obj: dict[str, Any]) -> list[Credential]:
-    return [
-        Credential(str(c["id"]), str(c["sha256"]), str(c.get("issuedAt", "")), c.get("notAfter"))
-        for c in (obj.get("status") or {}).get("credentials") or []
-        if isinstance(c, dict) and c.get("id") and c.get("sha256")
-    ]
+    return list(credentials_of(obj.get("status") or {}))
 
 
 def _revoked(obj: dict[str, Any]) -> set[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class GatewayMetrics:
@@ -17,6 +17,11 @@ class GatewayMetrics:
         self.bytes_served = Counter("bmfleet_gateway_blob_bytes_served", "Blob body bytes sent to devices", registry=r)
         self.reports = Counter("bmfleet_gateway_status_reports", "Status reports received from devices", registry=r)
         self.batches = Counter("bmfleet_gateway_status_batches", "Batched status flushes", registry=r)
+        self.pending = Gauge("bmfleet_gateway_status_pending", "Devices with a status write waiting", registry=r)
+        self.flush_seconds = Histogram(
+            "bmfleet_gateway_status_flush_seconds", "Duration of one status flush (all its patches)", registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )  # fmt: skip
         self.writes = Counter(
             "bmfleet_gateway_status_writes", "Status patches sent to the API server by result", ["result"], registry=r
         )

@@ -125,19 +125,21 @@ class StatusBatcher:
         max_batch: int = 500,
         concurrency: int = 8,
         heartbeat: float = 60.0,
-        last_seen_interval: float = 60.0,
+        last_seen_interval: float = 120.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.kube, self.view, self.metrics = kube, view, metrics
         self.interval, self.max_batch = interval, max_batch
         self.offline_after = 3 * heartbeat
-        self.last_seen_interval = last_seen_interval
+        # Another replica judges Online from status.lastSeen: it must stay well inside the offline threshold.
+        self.last_seen_interval = min(last_seen_interval, self.offline_after / 1.5)
         self.clock = clock
         self.pending: dict[str, _Pending] = {}
         self.seen: dict[str, float] = {}  # device -> last authenticated request here
         self.rejected: dict[str, float] = {}  # device -> when the API server last refused its status (422)
         self.reports = self.patches = self.batches = 0
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="status-writer")
+        metrics.pending.set_function(lambda: len(self.pending))
         self._wake = asyncio.Event()
         self._last_sweep = 0.0
 
@@ -182,7 +184,9 @@ class StatusBatcher:
             ):
                 self.pending[name] = _Pending(None)
 
-    def _patch(self, device: Device, pending: _Pending, now: float) -> dict[str, Any] | None:
+    def _patch(self, device: Device, pending: _Pending, now: float) -> tuple[dict[str, Any], bool] | None:
+        """(merge patch, whether it says something new) or None when there is nothing to write. A lastSeen-only
+        refresh is not new: it goes after the reports that change what a controller sees."""
         status = device.status
         seen = max(self.seen.get(device.name, 0.0), parse_time(status.get("lastSeen")) or 0.0)
         patch: dict[str, Any] = dict(pending.report or {})
@@ -207,7 +211,7 @@ class StatusBatcher:
             return None
         if self.seen.get(device.name):
             patch["lastSeen"] = format_time(self.seen[device.name])
-        return patch
+        return patch, bool(changed) or conds_changed
 
     async def flush(self) -> None:
         now = self.clock()
@@ -215,20 +219,30 @@ class StatusBatcher:
             self._last_sweep = now
             self._sweep(now)
         pending, self.pending = self.pending, {}
-        jobs = []
+        news: list[tuple[str, dict[str, Any]]] = []
+        refreshes: list[tuple[str, dict[str, Any]]] = []
         for name, p in pending.items():
             device = self.view.devices.get(name)
-            patch = self._patch(device, p, now) if device is not None else None
-            if patch is not None:
-                jobs.append((name, patch))
+            built = self._patch(device, p, now) if device is not None else None
+            if built is not None:
+                (news if built[1] else refreshes).append((name, built[0]))
+        # At most max_batch writes per flush, news first: a backlog of lastSeen refreshes (a big fleet) must not
+        # hold back a device reporting Active. What is left waits for the next flush, which follows at once.
+        jobs, later = (news + refreshes)[: self.max_batch], (news + refreshes)[self.max_batch :]
+        for name, _ in later:
+            self.pending.setdefault(name, pending[name])
+        if later:
+            self._wake.set()
         if not jobs:
             return
         self.batches += 1
         self.metrics.batches.inc()
         loop = asyncio.get_running_loop()
-        results = await asyncio.gather(
-            *(loop.run_in_executor(self.pool, self.kube.patch_status, n, p) for n, p in jobs), return_exceptions=True
-        )
+        with self.metrics.flush_seconds.time():
+            results = await asyncio.gather(
+                *(loop.run_in_executor(self.pool, self.kube.patch_status, n, p) for n, p in jobs),
+                return_exceptions=True,
+            )
         for (name, _), result in zip(jobs, results, strict=True):
             self.patches += 1
             if isinstance(result, dict):

@@ -78,6 +78,15 @@ class Device:
     status: dict[str, Any] = field(default_factory=dict)
 
 
+def credentials_of(status: dict[str, Any]) -> tuple[Credential, ...]:
+    """status.credentials as records (malformed entries are skipped)."""
+    return tuple(
+        Credential(str(c["id"]), str(c["sha256"]), str(c.get("issuedAt", "")), c.get("notAfter"))
+        for c in status.get("credentials") or []
+        if isinstance(c, dict) and c.get("id") and c.get("sha256")
+    )
+
+
 def _rv(obj: dict[str, Any]) -> int:
     rv = str(obj.get("metadata", {}).get("resourceVersion", "0"))
     return int(rv) if rv.isdigit() else 0
@@ -106,11 +115,7 @@ def parse_device(obj: dict[str, Any], namespace: str) -> Device:
             entry["rolloutId"] = f"{namespace}/{m['rollout']}"
         models.append(entry)
         targets[m["name"]] = (entry["action"], digest if isinstance(digest, str) else None)
-    creds = tuple(
-        Credential(str(c["id"]), str(c["sha256"]), str(c.get("issuedAt", "")), c.get("notAfter"))
-        for c in status.get("credentials") or []
-        if isinstance(c, dict) and c.get("id") and c.get("sha256")
-    )
+    creds = credentials_of(status)
     return Device(
         name=str(meta.get("name")), rv=_rv(obj), generation=int(meta.get("generation") or 0),
         chip=str(spec.get("chip") or ""), version=version,
