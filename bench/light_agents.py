@@ -75,6 +75,8 @@ class Device:
     async def install(self, m: dict[str, Any]) -> None:
         status, data = await self.http.request("GET", m["url"], self.token, timeout=300)
         ok = status == 200 and len(data) == m["size"] and "sha256:" + hashlib.sha256(data).hexdigest() == m["digest"]
+        if status >= 500:
+            raise ConnectionError(f"blob: HTTP {status}")  # retried with backoff, like the agent's DownloadFailed
         previous = self.models.get(m["name"], {}).get("activeDigest")
         self.models[m["name"]] = {
             "name": m["name"], "state": "Active" if ok else "Failed", "reason": "" if ok else "DownloadFailed",
@@ -93,11 +95,11 @@ class Device:
             raise ConnectionError(f"poll: HTTP {status}")
         if status == 200:
             doc = json.loads(data)
-            self.version = int(doc["version"])
             for m in doc["models"]:
                 have = self.models.get(m["name"], {}).get("activeDigest")
                 if m.get("action", "install") == "install" and have != m["digest"]:
-                    await self.install(m)
+                    await self.install(m)  # a failure leaves `version` as it was: the next poll answers at once
+            self.version = int(doc["version"])
             await self.report()
         elif status != 304:
             raise ConnectionError(f"poll: HTTP {status}")
