@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bmfleet.api.build import Gates
+from bmfleet.api.digests import sha256_file
 from bmfleet.bmodel import read_model
 from bmfleet.gates import classification, datasets, detection, similarity, thresholds, yolo
 from bmfleet.gates.errors import GateInputError
@@ -53,7 +54,7 @@ class GateRun:
         self.input_names: list[str] = [str(i.name) for i in self.session.get_inputs()]
         self.output_names: list[str] = [str(o.name) for o in self.session.get_outputs()]
         self.timings = {"runtime": 0.0, "fp32": 0.0, "ours": 0.0, "images": 0.0}
-        self._model_digest = hashlib.sha256(model.read_bytes()).hexdigest()
+        self._model_digest = sha256_file(model)
         self._runs = 0
 
     def run(self) -> tuple[GateResult, Path]:
