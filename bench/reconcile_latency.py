@@ -101,7 +101,7 @@ def _report(label: str, lat: list[float]) -> None:
 def _run(sandbox: Sandbox, work: Path, args: argparse.Namespace) -> None:
     install_crds(sandbox)
     create_namespace(sandbox, NAMESPACE)
-    op = OperatorProcess(install_operator_identity(sandbox, work), work / "operator.log").start()
+    op = OperatorProcess(install_operator_identity(sandbox, work), work / "operator.log").start().wait_live()
     api = sandbox.api_client()
     try:
         custom = client.CustomObjectsApi(api)

@@ -168,7 +168,7 @@ def direct(devices: Devices, tracker: StatusWatch, names: list[str], entry: dict
 
 
 def create_rollout(api: client.ApiClient, entry: dict[str, Any], ns: Any) -> None:
-    """A paused BModelRollout over every device, created before the devices exist (see run())."""
+    """A paused BModelRollout over every device; returns once the operator has written its status."""
     artifact = {k: entry[k] for k in ("digest", "uri", "size", "chip")}
     strategy = {"phases": [{"percent": p} for p in ns.phases], "maxInFlight": ns.max_in_flight or ns.devices}
     spec = {"artifact": artifact, "modelName": MODEL, "selector": {}, "strategy": strategy, "paused": True}
@@ -220,17 +220,20 @@ def run(args: argparse.Namespace, work: Path) -> None:
         gw, url, admin_url = start_gateway(work, install_gateway_identity(sandbox, NS, work), tls, store, gw_args)
         tracker = StatusWatch(admin)
         entry = desired_entry(MODEL, data, f"file://{store}", rollout="bench")
-        if args.via == "rollout":
-            # The operator and a paused rollout come up before the devices: with more EdgeDevices than kopf's
-            # worker_limit (64) at its start, the operator stalls (handlers waiting for the device index hold every
-            # worker; reported). Unpausing starts the measured rollout.
-            op = OperatorProcess(install_operator_identity(sandbox, work), work / "operator.log", [NS]).start()
-            create_rollout(admin, entry, args)
         names = device_names(args.devices, args.per_process)
         t = time.monotonic()
         procs = start_agents(url, tls[0], work, args.devices, args.per_process, token, args.agents)
         wait_for(lambda: len(tracker.registered) >= args.devices, 600, f"{args.devices} registrations", interval=0.5)
         print(f"{args.devices} agents registered in {time.monotonic() - t:.1f}s", flush=True)
+        if args.via == "rollout":
+            # The operator starts with the whole fleet already there (it indexes every EdgeDevice first), then a
+            # paused rollout; unpausing it starts the measured rollout.
+            t = time.monotonic()
+            identity = install_operator_identity(sandbox, work)
+            op = OperatorProcess(identity, work / "operator.log", [NS]).start().wait_live()
+            create_rollout(admin, entry, args)
+            print(f"operator started and took up the rollout over {args.devices} devices in "
+                  f"{time.monotonic() - t:.1f}s", flush=True)  # fmt: skip
         time.sleep(args.settle)  # let first reports and polls settle so the rollout is measured on a quiet fleet
         api0, gwm0, cpu0 = apiserver_requests(sandbox), gateway_metrics(admin_url), proc_usage(gw.pid)
         op0 = proc_usage(op.proc.pid) if op and op.proc else None

@@ -40,12 +40,13 @@ def prometheus(text: str, name: str) -> dict[str, float]:
 
 
 def apiserver_requests(sandbox: Sandbox) -> dict[str, float]:
-    """apiserver_request_total summed by (verb, resource), with the admin kubeconfig."""
+    """apiserver_request_total summed by (verb, resource[/subresource]), with the admin kubeconfig."""
     samples = prometheus(kubectl(sandbox, "get", "--raw", "/metrics"), "apiserver_request_total")
     out: dict[str, float] = {}
     for labels, value in samples.items():
-        parts = dict(kv.split("=", 1) for kv in labels.strip("{}").split(",") if "=" in kv)
-        key = f"{parts.get('verb', '?').strip(chr(34))} {parts.get('resource', '?').strip(chr(34))}"
+        parts = {k: v.strip('"') for k, v in (kv.split("=", 1) for kv in labels.strip("{}").split(",") if "=" in kv)}
+        sub = f"/{parts['subresource']}" if parts.get("subresource") else ""
+        key = f"{parts.get('verb', '?')} {parts.get('resource', '?')}{sub}"
         out[key] = out.get(key, 0.0) + value
     return out
 
@@ -95,7 +96,7 @@ def report(args: argparse.Namespace, data: bytes, wall: float, api0: dict[str, f
     )
     expected = len(data) * args.devices
     delta = {k: api1.get(k, 0) - api0.get(k, 0) for k in api1}
-    ed = {k: v for k, v in sorted(delta.items()) if v and k.endswith("edgedevices")}
+    ed = {k: v for k, v in sorted(delta.items()) if v and " edgedevices" in k}
     print(json.dumps({"devices": args.devices, "artifactBytes": len(data), "phases": args.phases,
                       "rolloutWallSeconds": round(wall, 1)}))  # fmt: skip
     print(f"rollout wall time:        {wall:.1f} s for {args.devices} devices ({'/'.join(map(str, args.phases))}%)")

@@ -143,6 +143,23 @@ def test_phases_advance_10_50_100_and_other_chips_are_skipped(
     wait_for(lambda: devices.entries().get("se5-late"), 20, "the late joiner's entry")
 
 
+def test_operator_starting_with_more_devices_than_workers_rolls_out(
+    devices: Devices, operator: OperatorProcess
+) -> None:
+    """kopf gives each object a worker that, after indexing, waits until every object is indexed; with a worker
+    limit below the fleet size the operator used to hang at start (nolar/kopf#1243). 100 devices exist (plus
+    whatever earlier tests left) before it starts."""
+    for i in range(100):
+        devices.create(f"se5-{i:03d}", fleet="a")
+    operator.stop()
+    try:
+        devices.rollout("det", strategy={"phases": [{"percent": 100}], "maxInFlight": 100})
+    finally:
+        operator.start()
+    devices.wait("det", "all 100 targeted", lambda s: _phase(s, "Progressing", 0, 100), timeout=90)
+    assert len(devices.entries()) == 100
+
+
 def test_failures_above_threshold_abort_and_roll_back(devices: Devices, operator: OperatorProcess) -> None:
     for i in range(20):
         devices.create(f"se5-{i:02d}", fleet="a")

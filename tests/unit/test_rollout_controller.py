@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from bmfleet.api.device import ASSIGNED_AT_ANNOTATION
 from bmfleet.controllers.publish import merge_patch, publish_rollout
-from bmfleet.controllers.rollouts import desired_patch, device_view, reconcile_rollout, to_device
+from bmfleet.controllers.rollouts import WrittenDesired, desired_patch, device_view, reconcile_rollout, to_device
 
 D = "sha256:" + "d" * 64
 OLD = "sha256:" + "0" * 64
@@ -38,6 +40,7 @@ class FakeCustom:
         self.writes: list[tuple[str, str, str]] = []
         self.rv = 1
         self.conflict_once: set[str] = set()
+        self.reads: list[tuple[str, str]] = []
 
     def put(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         body = copy.deepcopy(body)
@@ -52,6 +55,7 @@ class FakeCustom:
         return body
 
     def get_namespaced_custom_object(self, g: str, v: str, ns: str, plural: str, name: str) -> dict[str, Any]:
+        self.reads.append((plural, name))
         if (plural, name) not in self.objects:
             raise ApiException(status=404)
         return copy.deepcopy(self.objects[(plural, name)])
@@ -105,8 +109,11 @@ def _views(kube: FakeKube) -> list[dict[str, Any]]:
     return [device_view(o) for (plural, _), o in kube.custom.objects.items() if plural == "edgedevices"]
 
 
-def _status(kube: FakeKube, views: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
-    done = reconcile_rollout(kube, "ns", "det", _views(kube) if views is None else views, ["det"])  # type: ignore[arg-type]
+def _status(
+    kube: FakeKube, views: list[dict[str, Any]] | None = None, written: WrittenDesired | None = None
+) -> dict[str, Any] | None:
+    devices = _views(kube) if views is None else views
+    done = reconcile_rollout(kube, "ns", "det", devices, ["det"], written or WrittenDesired())  # type: ignore[arg-type]
     return done.status if done is not None else None
 
 
@@ -151,6 +158,37 @@ def test_stale_index_conflicts_are_merged_not_clobbered(kube: FakeKube) -> None:
     assert len(written) == 2
     for obj in written:
         assert [m["name"] for m in obj["spec"]["desired"]["models"]] == ["cls", "seg", "det"]
+
+
+def test_passes_before_the_index_catches_up_do_not_write_again(kube: FakeKube) -> None:
+    stale = _views(kube)  # the index as it stays until the watch delivers our writes
+    written = WrittenDesired()
+    first = _status(kube, stale, written)
+    assert first is not None and first["counts"]["targeted"] == 2
+    kube.custom.writes.clear()
+    kube.custom.reads.clear()
+    again = _status(kube, stale, written)
+    assert kube.custom.writes == [] and [r for r in kube.custom.reads if r[0] == "edgedevices"] == []
+    assert again is not None and again["counts"] == first["counts"]
+    # Once the index has the write, it is the index's view again (ours is forgotten).
+    cohort = sorted(_entries(kube))
+    fresh = _views(kube)
+    assert all(written.latest("ns", v) is v for v in fresh if v["name"] in cohort)
+    # A device deleted and created again (new uid, version back to its start) is not masked by our old write.
+    obj = kube.custom.objects[("edgedevices", cohort[0])]
+    renewed = device_view(obj | {"metadata": {**obj["metadata"], "uid": "other"}, "spec": _device(0)["spec"]})
+    written.remember("ns", device_view(obj))
+    assert written.latest("ns", renewed) is renewed
+
+
+def _entries(kube: FakeKube) -> dict[str, dict[str, Any]]:
+    """Device -> its desired entry for model det."""
+    out = {}
+    for (plural, name), obj in kube.custom.objects.items():
+        for m in (obj.get("spec") or {}).get("desired", {}).get("models") or []:
+            if plural == "edgedevices" and m["name"] == "det":
+                out[name] = m
+    return out
 
 
 def test_invalid_spec_and_missing_build_stall(kube: FakeKube) -> None:
@@ -239,3 +277,25 @@ def test_merge_patch_removes_keys() -> None:
         "a": {"x": 3, "y": None},
         "b": [2],
     }
+
+
+def test_coalesced_bursts_run_at_most_twice_and_spaced() -> None:
+    from bmfleet.controllers.rollout_handlers import coalesced
+
+    starts: list[float] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_pass() -> None:
+        starts.append(time.monotonic())
+        if len(starts) == 1:
+            entered.set()
+            release.wait(10)
+
+    first = threading.Thread(target=coalesced, args=(("ns", "det"), slow_pass, 0.3))
+    first.start()
+    assert entered.wait(10)
+    for _ in range(50):  # a burst of device events while the first pass runs
+        coalesced(("ns", "det"), slow_pass, 0.3)
+    release.set()
+    first.join(10)
+    assert len(starts) == 2 and starts[1] - starts[0] >= 0.3

@@ -41,7 +41,7 @@ def probe(memo: kopf.Memo, **_: Any) -> str:
 
 
 @kopf.index(GROUP, VERSION, BUILDS)
-def artifacts(status: kopf.Status, **_: Any) -> dict[str, dict[str, Any]]:
+async def artifacts(status: kopf.Status, **_: Any) -> dict[str, dict[str, Any]]:
     """Compile/combine cache: every stored artifact a build reports, by its cache key. kopf keeps the index
     from the watch, so a lookup costs no API call and the cache survives restarts (it lives in status)."""
     entries = [*(status.get("shapes") or []), *([status["combine"]] if status.get("combine") else [])]
@@ -53,7 +53,7 @@ def artifacts(status: kopf.Status, **_: Any) -> dict[str, dict[str, Any]]:
 
 
 @kopf.index(GROUP, VERSION, BUILDS)
-def build_phases(status: kopf.Status, name: str, **_: Any) -> dict[str, str]:
+async def build_phases(status: kopf.Status, name: str, **_: Any) -> dict[str, str]:
     """Builds by phase, for the `bmfleet_builds` gauge (kopf keeps it from the watch, deletions included)."""
     return {str(status.get("phase") or "Unknown"): name}
 

@@ -5,6 +5,7 @@ from a kopf index, so a device report costs no list call; bursts of reports for 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
@@ -21,15 +22,18 @@ from bmfleet.controllers.rollouts import DEVICES, Reconciled, device_view, recon
 from bmfleet.pipeline.selectors import selects
 
 TIMER_SECONDS = 3.0
+PASS_INTERVAL = 0.5  # seconds between two passes of one rollout while device events keep coming
 
 _guard = threading.Lock()
 _running: set[tuple[str, str]] = set()
 _pending: set[tuple[str, str]] = set()
 
 
-def coalesced(key: tuple[str, str], fn: Callable[[], object]) -> None:
-    """Run `fn` unless a run for `key` is in progress; then that run goes once more when it is done. Bounds the
-    work of a burst of device events to two passes per rollout, and never runs two passes of one at once."""
+def coalesced(key: tuple[str, str], fn: Callable[[], object], min_interval: float = PASS_INTERVAL) -> None:
+    """Run `fn` unless a run for `key` is in progress; then that run goes once more when it is done, and no
+    sooner than `min_interval` after its own start. A burst of device events costs at most two passes per rollout
+    and a steady stream (a thousand agents reporting) at most one pass per interval; two passes of one rollout
+    never run at once."""
     with _guard:
         if key in _running:
             _pending.add(key)
@@ -37,25 +41,29 @@ def coalesced(key: tuple[str, str], fn: Callable[[], object]) -> None:
         _running.add(key)
     try:
         while True:
+            started = time.monotonic()
             fn()
             with _guard:
                 if key not in _pending:
                     break
                 _pending.discard(key)
+            time.sleep(max(0.0, started + min_interval - time.monotonic()))
     finally:
         with _guard:
             _running.discard(key)
             _pending.discard(key)
 
 
+# The indexers are async: they only reduce the body, and as sync handlers every device's event would queue on
+# the executor's threads (10,000 of them at start).
 @kopf.index(GROUP, VERSION, DEVICES)
-def fleet_devices(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
+async def fleet_devices(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
     """EdgeDevices by namespace, reduced to what planning and patching need."""
     return {namespace or "": device_view(body)}
 
 
 @kopf.index(GROUP, VERSION, ROLLOUTS)
-def fleet_rollouts(
+async def fleet_rollouts(
     spec: kopf.Spec, status: kopf.Status, name: str, namespace: str | None, **_: Any
 ) -> dict[str, dict[str, Any]]:
     """Rollouts by namespace: which devices and which build each one watches, and its device counts."""

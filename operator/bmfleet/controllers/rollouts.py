@@ -5,6 +5,7 @@ Kopf-free; the handlers are in `rollout_handlers`."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +71,7 @@ def device_view(obj: Mapping[str, Any]) -> dict[str, Any]:
     online = get_condition(list(status.get("conditions") or []), "Online") or {}
     return {
         "name": meta.get("name"),
+        "uid": meta.get("uid"),
         "resourceVersion": meta.get("resourceVersion"),
         "labels": dict(meta.get("labels") or {}),
         "assignedAt": (meta.get("annotations") or {}).get(ASSIGNED_AT_ANNOTATION),
@@ -123,26 +125,66 @@ def desired_patch(view: Mapping[str, Any], entry: dict[str, Any], now: datetime)
     }
 
 
-def write_desired(kube: Kube, namespace: str, view: Mapping[str, Any], entry: dict[str, Any], now: datetime) -> bool:
-    """Write one device's entry; on a conflict (the index was behind, or another rollout wrote another model)
-    read the device again and merge into what is there. Returns whether anything was written."""
+def write_desired(
+    kube: Kube, namespace: str, view: Mapping[str, Any], entry: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    """Write one device's entry; on a conflict (another rollout wrote another model, or the device changed) read
+    the device again and merge into what is there. Returns the device's view after the write, None if nothing
+    was written."""
     for _ in range(3):
         patch = desired_patch(view, entry, now)
         if patch is None:
-            return False
+            return None
         try:
-            kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, DEVICES, str(view["name"]), patch)
-            return True
+            done = kube.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, DEVICES, str(view["name"]), patch
+            )
+            return device_view(done)
         except ApiException as exc:
             if exc.status == 404:
-                return False
+                return None
             if exc.status != 409:
                 raise
         fresh = get_object(kube, namespace, DEVICES, str(view["name"]))
         if fresh is None:
-            return False
+            return None
         view = device_view(fresh)
     raise RuntimeError(f"EdgeDevice {view['name']}: spec.desired kept changing under us")
+
+
+def _version(view: Mapping[str, Any]) -> int:
+    return int((view.get("desired") or {}).get("version") or 0)
+
+
+class WrittenDesired:
+    """The devices as this operator last wrote their spec.desired. kopf's index learns of our own writes only
+    when their watch events arrive; a pass before that would see the old request, count the device as not yet
+    assigned and patch it again with a stale resourceVersion (a 409, a GET and a no-op, per device per pass:
+    thousands of requests in a large rollout). spec.desired.version only ever grows (we bump it on every write),
+    so the newer of the index's view and ours is the one with the higher version, for the same uid."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._views: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def remember(self, namespace: str, view: dict[str, Any]) -> None:
+        with self._lock:
+            self._views[(namespace, str(view["name"]))] = view
+
+    def latest(self, namespace: str, view: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Our written view while the index is behind it; the index's view (and forget ours) once it caught up."""
+        key = (namespace, str(view["name"]))
+        with self._lock:
+            mine = self._views.get(key)
+            if mine is None:
+                return view
+            if mine.get("uid") == view.get("uid") and _version(mine) > _version(view):
+                return mine
+            del self._views[key]
+            return view
+
+
+WRITTEN = WrittenDesired()
 
 
 @dataclass(frozen=True)
@@ -155,7 +197,12 @@ class Reconciled:
 
 
 def reconcile_rollout(
-    kube: Kube, namespace: str, name: str, devices: Iterable[Mapping[str, Any]], others: Iterable[str]
+    kube: Kube,
+    namespace: str,
+    name: str,
+    devices: Iterable[Mapping[str, Any]],
+    others: Iterable[str],
+    written: WrittenDesired = WRITTEN,
 ) -> Reconciled | None:
     """One level-based pass; None if the rollout is gone."""
     body = get_object(kube, namespace, ROLLOUTS, name)
@@ -173,11 +220,12 @@ def reconcile_rollout(
         if isinstance(artifact, Unresolved):
             status = unresolved_status(old, generation, artifact.stalled, artifact.reason, artifact.message)
         else:
-            views = {str(v["name"]): v for v in devices}
+            views = {str(v["name"]): written.latest(namespace, v) for v in devices}
             ref = RolloutRef(name, str(meta.get("uid")), generation, _promote(meta), frozenset(others) - {name})
             planned = plan(spec, artifact, [to_device(v, spec.model_name) for v in views.values()], now, old, ref)
             for device, entry in sorted(planned.desired.items()):
-                write_desired(kube, namespace, views[device], entry, now)
+                if (after := write_desired(kube, namespace, views[device], entry, now)) is not None:
+                    written.remember(namespace, after)
             status = planned.status
     if status_changed(old, status):
         try:

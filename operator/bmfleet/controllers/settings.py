@@ -60,4 +60,7 @@ def apply(settings: kopf.OperatorSettings) -> None:
     settings.scanning.disabled = True
     # Sync handlers (the official client is sync) run in this pool; bounded so a burst cannot starve the loop.
     settings.execution.max_workers = 8
-    settings.queueing.worker_limit = 64
+    # No limit on kopf's per-object workers (asyncio tasks; the pool above bounds the real work): at start each
+    # worker indexes its object, then waits until every object is indexed, so a limit below the number of objects
+    # (a fleet of EdgeDevices) deadlocks the operator (nolar/kopf#1243).
+    settings.queueing.worker_limit = None
