@@ -114,3 +114,32 @@ def test_filestore_exists_and_fetch_verify(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "b.bmodel").exists()
     with pytest.raises(ValueError):
         store.exists("../../etc/passwd")
+
+
+def test_blob_uris_round_trip_for_every_store_kind() -> None:
+    from bmfleet.store.uris import blob_uri, split_blob_uri
+
+    hexdigest = "d" * 64
+    cases = {
+        "oci://reg.example:5000/models/x": f"oci://reg.example:5000/models/x@sha256:{hexdigest}",
+        "pvc://artifacts/builds/": f"pvc://artifacts/builds/blobs/sha256/{hexdigest}",
+        "file:///srv/store": f"file:///srv/store/blobs/sha256/{hexdigest}",
+        "s3://bucket-a/p?endpoint=https://s3.example": f"s3://bucket-a/p/blobs/sha256/{hexdigest}?endpoint=https://s3.example",
+    }
+    for store, blob in cases.items():
+        assert blob_uri(store, f"sha256:{hexdigest}") == blob
+        assert split_blob_uri(blob) == (store.replace("builds/", "builds"), hexdigest)
+    for bad in ("oci://reg.example/models/x:v1", "pvc://artifacts/builds/model.bmodel", "s3://b/blobs/sha256/zz"):
+        with pytest.raises(ValueError, match="names no blob"):
+            split_blob_uri(bad)
+
+
+def test_store_uris_are_checked_without_opening_anything() -> None:
+    from bmfleet.store import check_store_uri
+
+    check_store_uri("oci", "oci://127.0.0.1:5000/bmfleet/blobs")
+    check_store_uri("s3", "s3://bucket-a/prefix?endpoint=http://127.0.0.1:9000")
+    check_store_uri("pvc", "pvc://claim/prefix")
+    for kind, uri in (("oci", "oci://host"), ("s3", "s3://x/p"), ("s3", "oci://h/r"), ("pvc", "pvc:///p")):
+        with pytest.raises(ValueError):
+            check_store_uri(kind, uri)

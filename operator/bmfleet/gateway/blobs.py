@@ -9,7 +9,6 @@ refuses to read anywhere else even if an EdgeDevice's spec points there.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from bmfleet.gateway.view import BlobRef
 from bmfleet.store import DigestMismatchError, StoreError, open_store
 from bmfleet.store.base import blob_key, check_digest
 from bmfleet.store.fs import FileStore
+from bmfleet.store.uris import store_root
 
 CHUNK = 64 << 10  # per connection in flight: x1000 downloads at once, and what a client that stops reading wastes
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -56,17 +56,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     if start >= size:
         return "unsatisfiable"
     return None if end < start else (start, end)
-
-
-def _split(uri: str, hexdigest: str) -> tuple[str, str]:
-    """(scheme, store root URI) of a blob URI: pvc://c/p/blobs/sha256/<hex> -> pvc://c/p, oci://h/r@sha256:<hex>
-    -> oci://h/r; a URI that is already a store root is returned as it is."""
-    scheme = uri.partition("://")[0]
-    if scheme == "oci":
-        return scheme, uri.removesuffix(f"@sha256:{hexdigest}")
-    base, sep, query = uri.partition("?")
-    base = base.removesuffix("/" + blob_key(hexdigest)).rstrip("/")
-    return scheme, base + sep + query
 
 
 class BlobSource:
@@ -112,7 +101,7 @@ class BlobSource:
         return blob
 
     async def _resolve(self, ref: BlobRef, hexdigest: str) -> LocalBlob:
-        scheme, root = _split(ref.uri, hexdigest)
+        scheme, root = ref.uri.partition("://")[0], store_root(ref.uri, hexdigest)
         if not self._permitted(root):
             raise BlobError(404, f"{ref.digest}: its store is not one this gateway serves from")
         if scheme in ("pvc", "file"):
@@ -152,19 +141,6 @@ class BlobSource:
             raise BlobError(502, f"fetching sha256:{hexdigest} from its {scheme} store failed: {e}") from e
         self.fetches += 1
         return LocalBlob(dest, dest.stat().st_size)
-
-
-def load_credentials(path: Path | None) -> Mapping[str, object] | None:
-    """Store credentials from a mounted Secret: a JSON file (docker config or AWS_* keys), or a Secret volume
-    directory (one file per key)."""
-    if path is None:
-        return None
-    if path.is_dir():
-        return {p.name: p.read_text().strip() for p in path.iterdir() if p.is_file() and not p.name.startswith(".")}
-    doc = json.loads(path.read_text())
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: store credentials must be a JSON object")
-    return doc
 
 
 def body_writer(

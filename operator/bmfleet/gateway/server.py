@@ -26,6 +26,7 @@ from bmfleet.gateway.kube import Kube
 from bmfleet.gateway.metrics import GatewayMetrics
 from bmfleet.gateway.status import StatusBatcher, sanitize
 from bmfleet.gateway.view import REVOKED, Credential, Device, View
+from bmfleet.store.uris import load_credentials
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Gateway:
         self.bootstrap = BootstrapToken(kube, config.bootstrap_secret, config.bootstrap_key)
         self.blobs = blobs.BlobSource(
             config.store_uris, config.pvc_root, config.cache_dir,
-            blobs.load_credentials(config.store_credentials), config.store_ca_bundle,
+            load_credentials(config.store_credentials), config.store_ca_bundle,
         )  # fmt: skip
         # Registration and rotation wait on the API server (2-3 calls each); a fleet coming up registers at once.
         self.api_pool = ThreadPoolExecutor(API_THREADS, thread_name_prefix="gateway-api")

@@ -15,7 +15,7 @@ from bmfleet.store.base import Blob, DigestMismatchError, Store, StoreError
 if TYPE_CHECKING:
     from bmfleet.api.build import StoreRef
 
-__all__ = ["Blob", "DigestMismatchError", "Store", "StoreError", "open_store"]
+__all__ = ["Blob", "DigestMismatchError", "Store", "StoreError", "check_store_uri", "open_store"]
 
 
 def open_store(
@@ -47,3 +47,18 @@ def open_store(
     if not claim_and_prefix or not root.is_relative_to(pvc_root.resolve()):
         raise ValueError(f"pvc URI {ref.uri[:80]!r} leaves the mount root")
     return FileStore(root)
+
+
+def check_store_uri(store_type: str, uri: str) -> None:
+    """ValueError saying what is wrong with a store URI for its type, without opening anything (no network, no TLS
+    context): what the controller can tell the user before any Job runs."""
+    if store_type == "oci":
+        from bmfleet.store.oci import parse_oci_uri
+
+        parse_oci_uri(uri)
+    elif store_type == "s3":
+        from bmfleet.store.s3 import parse_s3_uri
+
+        parse_s3_uri(uri)
+    elif not uri.startswith("pvc://") or not uri.removeprefix("pvc://").split("/", 1)[0]:
+        raise ValueError(f"a pvc store needs a pvc://<claim>/<prefix> URI, got {uri[:80]!r}")

@@ -46,6 +46,28 @@ def _pick(secret: Mapping[str, object], *names: str) -> str | None:
     return None
 
 
+def parse_s3_uri(uri: str) -> tuple[str, str, dict[str, str]]:
+    """`s3://bucket/prefix[?endpoint=...&region=...]` → (bucket, prefix, query); checks the bucket name and an
+    endpoint given in the query."""
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or not parts.hostname:
+        raise ValueError(f"not an s3://bucket/prefix URI: {uri[:80]!r}")
+    if not _BUCKET.fullmatch(parts.netloc):
+        raise ValueError(f"invalid bucket name {parts.netloc[:80]!r}")
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    if "endpoint" in query:
+        check_endpoint(query["endpoint"])
+    return parts.netloc, parts.path, query
+
+
+def check_endpoint(endpoint: str) -> str:
+    """https, or plain http to loopback only (keys are signed, but the content would travel in clear)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname or "")):
+        raise ValueError(f"S3 endpoint must be https (plain http only on loopback): {safe_url(endpoint)}")
+    return endpoint
+
+
 class S3Store:
     """One bucket (and key prefix) of an S3-compatible server. Anonymous when no keys are given."""
 
@@ -64,10 +86,8 @@ class S3Store:
     ) -> None:
         if not _BUCKET.fullmatch(bucket):
             raise ValueError(f"invalid bucket name {bucket[:80]!r}")
-        endpoint = (endpoint or f"https://s3.{region}.amazonaws.com").rstrip("/")
+        endpoint = check_endpoint(endpoint or f"https://s3.{region}.amazonaws.com").rstrip("/")
         parts = urlsplit(endpoint)
-        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname or "")):
-            raise ValueError(f"S3 endpoint must be https (plain http only on loopback): {safe_url(endpoint)}")
         self.bucket, self.prefix, self.endpoint, self.region = bucket, prefix.strip("/"), endpoint, region
         self._host = parts.netloc
         self._keys = (access_key, secret_key) if access_key and secret_key else None
@@ -77,14 +97,11 @@ class S3Store:
     @classmethod
     def from_uri(cls, uri: str, secret: Mapping[str, object] | None = None, **kwargs: Any) -> S3Store:
         """`s3://bucket/prefix[?endpoint=https://...&region=...]`; keys (and endpoint, region) from the secret."""
-        parts = urlsplit(uri)
-        if parts.scheme != "s3" or not parts.hostname:
-            raise ValueError(f"not an s3://bucket/prefix URI: {uri[:80]!r}")
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        bucket, prefix, query = parse_s3_uri(uri)
         secret = secret or {}
         return cls(
-            parts.netloc,
-            parts.path,
+            bucket,
+            prefix,
             endpoint=query.get("endpoint") or _pick(secret, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "endpoint"),
             region=query.get("region") or _pick(secret, "AWS_REGION", "AWS_DEFAULT_REGION", "region") or "us-east-1",
             access_key=_pick(secret, "AWS_ACCESS_KEY_ID", "accessKeyId", "access_key_id"),
