@@ -2,8 +2,9 @@
 
 kwok simulates every other pod. For these, once the scheduler has bound them to a node, this process runs the
 container's command, args and environment as a local process, in a private mount namespace where the pod's
-volumes (emptyDir, and PVCs bound to hostPath/local PVs) appear at their mountPaths, and reports the pod's
-phase, container state, exit code and termination message back through `pods/status`, as a kubelet would.
+volumes (emptyDir, Secrets read with the kubelet's own client, and PVCs bound to hostPath/local PVs) appear at
+their mountPaths, and reports the pod's phase, container state, exit code and termination message back through
+`pods/status`, as a kubelet would.
 The image is not pulled: the process runs with this machine's bmfleet installation on PATH. Its output is
 kept in the CRI log format with a kwok `Logs` object pointing at it, so `pods/log` (kubectl logs) answers
 through kwok, the nodes' kubelet endpoint.
@@ -14,6 +15,7 @@ through kwok, the nodes' kubelet endpoint.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -92,6 +94,27 @@ def _container(c: dict[str, Any], state: dict[str, Any], ready: bool) -> dict[st
     }
 
 
+def write_secret_volume(
+    dest: Path, data: dict[str, bytes], items: list[dict[str, Any]] | None, default_mode: int
+) -> None:
+    """A Secret volume's files, as the kubelet lays them out: every key as a file named by the key, or only the
+    listed `items` at their relative `path` (with their own `mode`); a listed key the Secret lacks fails the pod."""
+    chosen: list[dict[str, Any]] = [{"key": k, "path": k} for k in sorted(data)] if items is None else items
+    dest.mkdir(parents=True, exist_ok=True)
+    dest = dest.resolve()
+    for item in chosen:
+        if item["key"] not in data:
+            raise RuntimeError(f"secret key {item['key']!r} not found")
+        target = (dest / item["path"]).resolve()
+        if item["path"].startswith("/") or ".." in Path(item["path"]).parts or not target.is_relative_to(dest):
+            raise RuntimeError(f"secret item path {item['path']!r} must be relative, without '..'")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data[item["key"]])
+        os.chmod(target, item.get("mode", default_mode))
+
+
 class PodRun:
     """One pod's local execution: volumes, the process, and its status reports."""
 
@@ -116,8 +139,13 @@ class PodRun:
             elif "persistentVolumeClaim" in vol:
                 claim = vol["persistentVolumeClaim"]["claimName"]
                 paths[vol["name"]] = self.kubelet.claim_path(self.meta["namespace"], claim)
+            elif "secret" in vol:
+                source = vol["secret"]
+                data = self.kubelet.secret_data(self.meta["namespace"], source["secretName"], source.get("optional"))
+                paths[vol["name"]] = self.dir / "volumes" / vol["name"]
+                write_secret_volume(paths[vol["name"]], data, source.get("items"), source.get("defaultMode", 0o644))
             else:
-                raise RuntimeError(f"volume {vol['name']}: only emptyDir and persistentVolumeClaim run locally")
+                raise RuntimeError(f"volume {vol['name']}: only emptyDir, persistentVolumeClaim and secret run locally")
         return paths
 
     def spec(self) -> dict[str, Any]:
@@ -268,6 +296,16 @@ class LocalKubelet:
         if not path:
             raise RuntimeError(f"PV {volume} is neither hostPath nor local")
         return Path(path)
+
+    def secret_data(self, namespace: str, name: str, optional: bool | None) -> dict[str, bytes]:
+        """A Secret's decoded data (empty for a missing optional Secret, as a kubelet mounts it)."""
+        try:
+            secret = self._plain(self.core.read_namespaced_secret(name, namespace))
+        except client.ApiException as exc:
+            if exc.status == 404 and optional:
+                return {}
+            raise RuntimeError(f"secret {name!r}: {exc.reason}") from None
+        return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
     def handle(self, obj: Any) -> None:
         """Start a run for a newly bound annotated pod; kill the run of a pod being deleted."""
