@@ -87,6 +87,14 @@ def test_report_paths(tmp_path: Path) -> None:
     assert local_report(None, "ns", f"file://{tmp_path}/r%201/report.html") == tmp_path / "r 1" / "report.html"  # type: ignore[arg-type]
     with pytest.raises(CliError, match="remote store"):
         local_report(None, "ns", "oci://registry.example/models/ssd300:report")  # type: ignore[arg-type]
+    digest = "a" * 64
+    with pytest.raises(CliError, match=f"oras blob fetch --output report.html r.example/m@sha256:{digest}"):
+        local_report(None, "ns", f"oci://r.example/m@sha256:{digest}")  # type: ignore[arg-type]
+    s3 = f"s3://bucket/p/blobs/sha256/{digest}?endpoint=https://s3.example"
+    with pytest.raises(
+        CliError, match=f"aws s3 cp --endpoint-url https://s3.example s3://bucket/p/blobs/sha256/{digest} "
+    ):
+        local_report(None, "ns", s3)  # type: ignore[arg-type]
 
 
 def test_latest_pod_is_the_newest_of_the_step() -> None:

@@ -12,6 +12,7 @@ import pytest
 from bmfleet.api.digests import sha256_file
 from bmfleet.store.fs import FileStore
 from bmfleet.worker import compile as worker
+from bmfleet.worker import storage
 
 DOUBLE = Path(__file__).resolve().parents[1] / "doubles" / "fake_bmnetu.py"
 
@@ -44,7 +45,7 @@ def _args(tmp_path: Path, **extra: str) -> list[str]:
 
 
 def test_compiles_stores_and_reports(tmp_path, fake_bmnetu, monkeypatch):
-    monkeypatch.setattr(worker, "STORE_DIR", str(tmp_path / "store"))
+    monkeypatch.setattr(storage, "STORE_DIR", str(tmp_path / "store"))
     code = worker.main(_args(tmp_path, store="pvc://artifacts/builds"))
     record = json.loads((tmp_path / "result.json").read_text())
     assert code == 0, record

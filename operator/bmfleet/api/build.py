@@ -313,12 +313,40 @@ class Gates(ApiModel):
     timeout_seconds: int = Field(3600, ge=60, le=7 * 86400, description="Deadline of the gate Job.")
 
 
+_STORE_URI_FORMS = (("oci", "oci://<host>/<repo>"), ("s3", "s3://<bucket>/<prefix>"), ("pvc", "pvc://<claim>/<path>"))
+
+
 class StoreRef(ApiModel):
-    """Artifact store for compiled and combined bmodels (pvc now; oci and s3 come with the rollout release)."""
+    """Artifact store for the compiled stages, the combined bmodel, the gate report and the compile cache: an OCI
+    registry (blobs by digest), an S3-compatible bucket or a PersistentVolumeClaim. Blobs are addressed by digest,
+    so builds with the same inputs and store share them."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            *(
+                cel(f"self.type != '{t}' || self.uri.startsWith('{t}://')", f"a store of type {t} needs {form}", ".uri")
+                for t, form in _STORE_URI_FORMS
+            ),
+            cel(
+                "self.type != 'pvc' || !has(self.credentialsSecret)",
+                "a pvc store takes no credentials",
+                ".credentialsSecret",
+            ),
+        )
+    }
 
     type: Literal["oci", "s3", "pvc"] = Field("oci", description="Store backend.")
-    uri: Uri = Field(description="Repository (oci://host/repo), bucket prefix (s3://) or pvc://claim/path.")
-    credentials_secret: str | None = Field(None, max_length=253, description="Secret with store credentials.")
+    uri: Uri = Field(
+        description="Repository (oci://host[:port]/repo), bucket and key prefix (s3://bucket/prefix, optionally "
+        "?endpoint=https://...&region=...) or pvc://claim/path."
+    )
+    credentials_secret: str | None = Field(
+        None,
+        max_length=253,
+        description="Secret in the build's namespace, mounted read-only into the steps that use the store: "
+        "`.dockerconfigjson` (or username/password) for oci; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (optional "
+        "AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL) for s3; optional `ca.crt` for a store with a private CA.",
+    )
 
 
 class Output(ApiModel):

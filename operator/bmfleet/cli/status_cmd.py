@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from bmfleet.pipeline.names import LABEL_BUILD, LABEL_STAGE, LABEL_STEP
 
@@ -195,6 +195,14 @@ def local_report(core: client.CoreV1Api, namespace: str, uri: str) -> Path:
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         return Path(unquote(parsed.path))
+    if parsed.scheme == "oci":
+        name = uri.removeprefix("oci://")
+        raise CliError(f"{uri}: in a remote store; fetch it with: oras blob fetch --output report.html {name}")
+    if parsed.scheme == "s3":
+        endpoint = parse_qs(parsed.query).get("endpoint")
+        flag = f" --endpoint-url {endpoint[0]}" if endpoint else ""
+        key = uri.partition("?")[0]
+        raise CliError(f"{uri}: in a remote store; fetch it with: aws s3 cp{flag} {key} report.html")
     if parsed.scheme != "pvc":
         raise CliError(f"{uri}: in a remote store; fetch it from there")
     claim, key = parsed.netloc, unquote(parsed.path).lstrip("/")

@@ -16,7 +16,7 @@ from bmfleet.controllers.publish import publish_rollout
 from bmfleet.pipeline.combine import build_combine_job, combine_cache_key, combine_inputs
 from bmfleet.pipeline.gate import build_gate_job
 from bmfleet.pipeline.jobs import Owner, WorkerConfig, build_compile_job, compile_cache_key, worker_image
-from bmfleet.pipeline.pods import store_claim
+from bmfleet.pipeline.pods import output_store
 from bmfleet.pipeline.publish import build_publish_job
 from bmfleet.pipeline.resolve import build_resolve_job, pin, unpinned, uris_key
 from bmfleet.pipeline.status import (
@@ -115,7 +115,7 @@ def reconcile(
     image = worker_image(spec, config)
     assert image is not None  # checked in _problems
     owner = Owner(name=name, namespace=ns, uid=uid, generation=generation)
-    caching = store_claim(spec) is not None
+    caching = output_store(spec) is not None
     # Result records are in finished pods: read them once a pod or a Job has finished, not on every tick.
     finished = any(job_state(j)["state"] in ("Succeeded", "Failed") for j in existing.values())
     pods = kube.latest_pods(ns, name) if existing and (pod_finished or finished) else {}

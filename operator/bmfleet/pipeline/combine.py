@@ -7,14 +7,14 @@ from typing import Any
 
 from bmfleet.api.build import BModelBuildSpec
 from bmfleet.pipeline.names import digest
-from bmfleet.pipeline.pods import RESULT_PATH, WORK_DIR, WorkerConfig, worker_pod
+from bmfleet.pipeline.pods import RESULT_PATH, WORK_DIR, WorkerConfig, store_args, worker_pod
 from bmfleet.pipeline.stepjob import Owner, step_job
 
 COMBINE_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
 
 
 def combine_inputs(stages: list[dict[str, Any]]) -> list[str]:
-    """Store keys of the compiled stages, largest batch first (ties keep spec order)."""
+    """Store URIs of the compiled stages, largest batch first (ties keep spec order)."""
     ordered = sorted(stages, key=lambda s: (-s["inputs"][0][0], s["index"]))
     return [s["uri"] for s in ordered]
 
@@ -36,10 +36,9 @@ def build_combine_job(
     owner: Owner, spec: BModelBuildSpec, inputs: list[str], config: WorkerConfig, image: str
 ) -> dict[str, Any]:
     """The combine Job. Named by a hash of its inputs: the same compiled stages combine once."""
-    store = spec.output.store.uri if spec.output and spec.output.store else ""
     args = [
         f"--inputs={','.join(inputs)}",
-        f"--store={store}",
+        *store_args(spec),
         f"--name={output_name(spec)}",
         f"--outdir={WORK_DIR}/out",
         f"--result={RESULT_PATH}",

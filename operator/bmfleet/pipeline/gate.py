@@ -8,7 +8,7 @@ from typing import Any
 
 from bmfleet.api.build import BModelBuildSpec
 from bmfleet.pipeline.jobs import node_selector, tpu_resources
-from bmfleet.pipeline.pods import RESULT_PATH, WORK_DIR, WorkerConfig, worker_pod
+from bmfleet.pipeline.pods import RESULT_PATH, WORK_DIR, WorkerConfig, store_args, worker_pod
 from bmfleet.pipeline.stepjob import Owner, step_job
 
 
@@ -27,7 +27,7 @@ def gate_args(
         f"--bmodel={combined_uri}",
         f"--model={spec.model.uri}",
         f"--gates={json.dumps(gates, sort_keys=True, separators=(',', ':'))}",
-        f"--store={store or (spec.output.store.uri if spec.output and spec.output.store else '')}",
+        *([f"--store={store}"] if store else store_args(spec)),
         f"--outdir={outdir}",
         f"--result={result}",
     ]

@@ -13,7 +13,7 @@ from bmfleet.pipeline.pods import (
     TPU_RESOURCE,
     WORK_DIR,
     WorkerConfig,
-    store_claim,
+    store_args,
     worker_image,
     worker_pod,
 )
@@ -72,10 +72,8 @@ def compile_args(
         optional.append(("--keep-outputs", "true"))
     if store is not None:
         optional.append(("--store", store))
-    elif store_claim(spec) is not None and spec.output is not None and spec.output.store is not None:
-        optional.append(("--store", spec.output.store.uri))
     args += [f"{flag}={value}" for flag, value in optional if value is not None]
-    return args
+    return args if store is not None else args + store_args(spec)
 
 
 def node_selector(spec: BModelBuildSpec) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bmfleet.api.build import BModelBuildSpec
+from bmfleet.api.build import BModelBuildSpec, StoreRef
 from bmfleet.pipeline.validate import referenced_claims
 
 TPU_RESOURCE = "sophgo.com/tpu"
@@ -17,6 +17,7 @@ WORK_DIR = f"{POD_ROOT}/work"
 TMP_DIR = f"{WORK_DIR}/tmp"  # noqa: S108  (inside the pod's own emptyDir, not the host's /tmp)
 INPUTS_DIR = f"{POD_ROOT}/inputs"  # pvc://<claim>/<path> inputs: the claim is mounted read-only here
 STORE_DIR = f"{POD_ROOT}/store"  # a pvc:// store: its claim is mounted read-write here
+STORE_SECRET_DIR = f"{POD_ROOT}/secrets/store"  # spec.output.store.credentialsSecret, read-only
 # The worker's result record (JSON) goes where the kubelet reads the termination message: the operator gets
 # digest, size and failure reason from the pod status without any other channel.
 RESULT_PATH = f"{POD_ROOT}/termination-log"
@@ -37,12 +38,36 @@ def worker_image(spec: BModelBuildSpec, config: WorkerConfig) -> str | None:
     return spec.toolchain.image or config.images.get(spec.toolchain.name)
 
 
+def output_store(spec: BModelBuildSpec) -> StoreRef | None:
+    """The build's artifact store (a build with one is also combined, cached and may be gated)."""
+    return spec.output.store if spec.output else None
+
+
 def store_claim(spec: BModelBuildSpec) -> str | None:
     """The claim of a pvc:// output store, if the build has one."""
-    store = spec.output.store if spec.output else None
+    store = output_store(spec)
     if store is None or store.type != "pvc":
         return None
     return store.uri.removeprefix("pvc://").split("/", 1)[0]
+
+
+def store_args(spec: BModelBuildSpec) -> list[str]:
+    """`--store` (and `--store-credentials` where the Secret is mounted) for a step that uses the store."""
+    store = output_store(spec)
+    if store is None:
+        return []
+    return [f"--store={store.uri}", *([f"--store-credentials={STORE_SECRET_DIR}"] if store.credentials_secret else [])]
+
+
+def _mount_store_secret(pod: dict[str, Any], spec: BModelBuildSpec) -> None:
+    """The store's credentials Secret, read-only and readable by the worker's group only."""
+    store = output_store(spec)
+    if store is None or not store.credentials_secret:
+        return
+    secret = {"secretName": store.credentials_secret, "defaultMode": 0o440}
+    pod["volumes"].append({"name": "store-credentials", "secret": secret})
+    mount = {"name": "store-credentials", "mountPath": STORE_SECRET_DIR, "readOnly": True}
+    pod["containers"][0]["volumeMounts"].append(mount)
 
 
 def _mount_claims(pod: dict[str, Any], spec: BModelBuildSpec, with_inputs: bool) -> None:
@@ -70,9 +95,11 @@ def worker_pod(
     node_selector: dict[str, str],
     resources: dict[str, dict[str, str]],
     with_inputs: bool,
+    with_store_secret: bool = True,
 ) -> dict[str, Any]:
     """A pod that passes Pod Security `restricted`: non-root, no privilege escalation, no capabilities,
-    RuntimeDefault seccomp, only emptyDir and PVC volumes, and no API token (the worker needs none)."""
+    RuntimeDefault seccomp, only emptyDir, PVC and Secret volumes, and no API token (the worker needs none).
+    `with_store_secret`: mount the store's credentials (steps that never open the store go without)."""
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -108,6 +135,8 @@ def worker_pod(
         "volumes": [{"name": "work", "emptyDir": {}}],
     }
     _mount_claims(pod, spec, with_inputs)
+    if with_store_secret:
+        _mount_store_secret(pod, spec)
     if spec.placement.tolerations:
         pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.placement.tolerations]
     if spec.placement.priority_class_name:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from bmfleet.api.build import BModelBuildSpec
-from bmfleet.pipeline.pods import POD_ROOT, RESULT_PATH, WorkerConfig, worker_pod
+from bmfleet.pipeline.pods import POD_ROOT, RESULT_PATH, WORK_DIR, WorkerConfig, store_args, worker_pod
 from bmfleet.pipeline.stepjob import Owner, step_job
 
 PUBLISH_RESOURCES = {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
@@ -39,8 +39,9 @@ def publish_args(spec: BModelBuildSpec, status: dict[str, Any], result: str = RE
     args = [
         f"--registry={reg.uri}",
         f"--bmodel={combine.get('uri')}",
-        f"--store={spec.output.store.uri if spec.output and spec.output.store else ''}",
+        *store_args(spec),
         f"--provenance={json.dumps(provenance(spec, status), sort_keys=True, separators=(',', ':'))}",
+        f"--outdir={WORK_DIR}/out",
         f"--result={result}",
     ]
     optional = (("report", gates.get("reportUri")), ("gate-result", gates.get("resultUri")), ("tag", reg.tag))
@@ -53,7 +54,7 @@ def publish_args(spec: BModelBuildSpec, status: dict[str, Any], result: str = RE
 def build_publish_job(
     owner: Owner, spec: BModelBuildSpec, status: dict[str, Any], config: WorkerConfig, image: str
 ) -> dict[str, Any]:
-    """The publish Job (no TPU; it mounts the store and, when given, the registry credentials Secret)."""
+    """The publish Job (no TPU; it mounts the store, its credentials and, when given, the registry's Secret)."""
     assert spec.publish is not None and spec.publish.registry is not None
     pod = worker_pod(
         spec,

@@ -66,6 +66,7 @@ def build_resolve_job(owner: Owner, spec: BModelBuildSpec, config: WorkerConfig,
         node_selector={},
         resources=RESOLVE_RESOURCES,
         with_inputs=True,
+        with_store_secret=False,  # it hashes the inputs where they are; the store is not its business
     )
     annotations = dict(spec.placement.pod_annotations or {})
     extra = {"generation": owner.generation}

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from bmfleet.api.build import BModelBuildSpec
 from bmfleet.api.shapes import ShapeError, StageShapes, batch_size, format_shapes
+from bmfleet.store import check_store_uri
 
 
 @dataclass(frozen=True)
@@ -72,21 +73,13 @@ def resolve_stages(spec: BModelBuildSpec) -> tuple[list[StageShapes], list[Probl
 
 def unsupported_fields(spec: BModelBuildSpec) -> list[Problem]:
     """Fields this release accepts in the schema but cannot act on yet. No field is silently ignored."""
-    problems = []
+    problems = _gate_problems(spec)
     store = spec.output.store if spec.output else None
-    if store is not None and store.type != "pvc":
-        problems.append(
-            Problem(
-                "spec.output.store.type",
-                f"{store.type} stores are not implemented yet; use pvc",
-                reason="NotImplemented",
-            )
-        )
-    problems += _gate_problems(spec)
-    if store is not None and store.type == "pvc" and not store.uri.startswith("pvc://"):
-        problems.append(
-            Problem("spec.output.store.uri", f"{store.uri}: a pvc store needs a pvc://<claim>/<prefix> URI")
-        )
+    if store is not None:
+        try:
+            check_store_uri(store.type, store.uri)
+        except ValueError as exc:
+            problems.append(Problem("spec.output.store.uri", f"{exc} (a {store.type} store)"))
     for field_name, uri in input_uris(spec).items():
         if uri and uri.split("://", 1)[0] in ("oci", "s3"):
             problems.append(

@@ -10,28 +10,32 @@ from bmfleet.bmodel import read_model
 from bmfleet.bmodel.combine import combine
 from bmfleet.bmodel.errors import BModelError
 from bmfleet.pipeline.pods import EXIT_BAD_INPUT
-from bmfleet.store.fs import FileStore
-from bmfleet.worker.compile import store_location, write_result
+from bmfleet.store import StoreError
+from bmfleet.worker.compile import EXIT_FAILED, write_result
+from bmfleet.worker.storage import add_store_arguments, open_step_store
 
 
 def main(argv: list[str]) -> int:
     """Entry point of the combine Job's container."""
     p = argparse.ArgumentParser(prog="bmfleet worker combine", description="Combine per-shape bmodels.")
-    p.add_argument("--inputs", required=True, help="comma-separated store URIs, in stage order")
-    p.add_argument("--store", required=True)
+    p.add_argument("--inputs", required=True, help="comma-separated blob URIs in the store, in stage order")
+    add_store_arguments(p)
     p.add_argument("--name", required=True)
     p.add_argument("--outdir", required=True)
     p.add_argument("--result")
     args = p.parse_args(argv)
+    outdir = Path(args.outdir)
     try:
-        root, base = store_location(args.store)
-        store = FileStore(root)
-        paths = [store.path(uri.removeprefix(f"{base}/")) for uri in args.inputs.split(",")]
-        out = Path(args.outdir) / args.name
+        store = open_step_store(args.store, args.store_credentials)
+        paths = [store.local(uri, outdir / "stages" / f"{i}.bmodel") for i, uri in enumerate(args.inputs.split(","))]
+        out = outdir / args.name
         out.parent.mkdir(parents=True, exist_ok=True)
         combine(paths, out)
         model = read_model(out)
-        blob = store.put(out)
+        blob, uri = store.put(out)
+    except StoreError as exc:  # the store is unreachable or refuses: the Job retries
+        write_result(args.result, {"state": "Failed", "reason": "StoreFailed", "message": str(exc)[-3000:]})
+        return EXIT_FAILED
     except (BModelError, ValueError, OSError) as exc:
         write_result(args.result, {"state": "Failed", "reason": "CombineFailed", "message": str(exc)[-3000:]})
         return EXIT_BAD_INPUT
@@ -42,7 +46,7 @@ def main(argv: list[str]) -> int:
             "state": "Succeeded",
             "digest": f"sha256:{blob.digest}",
             "size": blob.size,
-            "uri": f"{base}/{blob.key}",
+            "uri": uri,
             "nets": len(model.nets),
             "stages": sum(stages),
         },

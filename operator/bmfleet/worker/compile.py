@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bmfleet.api.shapes import ShapeError, StageShapes, parse_shape_string
-from bmfleet.pipeline.pods import STORE_DIR
-from bmfleet.store.fs import FileStore
+from bmfleet.store import StoreError
 from bmfleet.toolchains.bmnetu import run_bmnetu
 from bmfleet.toolchains.common import CompileFailure, CompileResult
 from bmfleet.worker.inputs import InputError, resolve
+from bmfleet.worker.storage import open_step_store
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2  # retrying cannot help: the Job's podFailurePolicy fails the Job at once
@@ -63,6 +63,7 @@ class CompileRequest:
     keep_outputs: bool = False
     result: str | None = None
     store: str | None = None
+    store_credentials: str | None = None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,7 +95,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-aspect-ratio", type=_bool, default=False)
     p.add_argument("--keep-outputs", type=_bool, default=False)
     p.add_argument("--result", help="where to write the JSON result record (the pod's termination message)")
-    p.add_argument("--store", help="pvc://<claim>/<prefix>: the artifact store the bmodel is put into")
+    p.add_argument("--store", help="the artifact store the bmodel is put into (pvc://, file://, oci://, s3://)")
+    p.add_argument("--store-credentials", help="the mounted credentials Secret of the store")
     return p
 
 
@@ -143,22 +145,11 @@ def _run_toolchain(request: CompileRequest, outdir: Path) -> CompileResult:
 
 
 def _store(request: CompileRequest, result: CompileResult) -> dict[str, object]:
-    """Put the bmodel into the store when one is mounted; the record then carries its URI."""
+    """Put the bmodel into the store when the build has one; the record then carries the blob's URI."""
     if not request.store:
         return {}
-    root, base = store_location(request.store)
-    blob = FileStore(root).put(result.bmodel)
-    return {"uri": f"{base}/{blob.key}"}
-
-
-def store_location(store: str) -> tuple[Path, str]:
-    """(local root, URI prefix) of a store: pvc://<claim>/<prefix> is mounted under STORE_DIR in the pod;
-    file:///<dir> is a directory on this machine (`bmfleet build --local`)."""
-    if store.startswith("file://"):
-        root = Path(store.removeprefix("file://"))
-        return root, f"file://{root}"
-    claim_and_prefix = store.removeprefix("pvc://").rstrip("/")
-    return Path(STORE_DIR) / claim_and_prefix, f"pvc://{claim_and_prefix}"
+    _, uri = open_step_store(request.store, request.store_credentials).put(result.bmodel)
+    return {"uri": uri}
 
 
 def main(argv: list[str]) -> int:
@@ -175,7 +166,6 @@ def main(argv: list[str]) -> int:
             "toolchain": result.toolchain,
             "seconds": round(result.seconds, 1),
         }
-        record.update(_store(request, result))
     except InputError as exc:
         write_result(request.result, {"state": "Failed", "reason": "BadInput", "message": str(exc)})
         return EXIT_BAD_INPUT
@@ -183,5 +173,10 @@ def main(argv: list[str]) -> int:
         message = f"{exc.message}\n{exc.log_tail}".strip()[-3000:]
         write_result(request.result, {"state": "Failed", "reason": exc.reason, "message": message})
         return EXIT_BAD_INPUT if exc.reason in ("BadInput", "UnsupportedOperator") else EXIT_FAILED
+    try:
+        record.update(_store(request, result))
+    except (StoreError, ValueError, OSError) as exc:  # the Job retries: the store may be back
+        write_result(request.result, {"state": "Failed", "reason": "StoreFailed", "message": str(exc)[:3000]})
+        return EXIT_FAILED
     write_result(request.result, record)
     return 0

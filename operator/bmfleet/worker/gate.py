@@ -12,11 +12,13 @@ from typing import Any
 
 from bmfleet.api.build import Gates
 from bmfleet.gates.errors import GateInputError
+from bmfleet.store import StoreError
 from bmfleet.store.fs import FileStore
 from bmfleet.toolchains.common import CompileFailure
-from bmfleet.worker.compile import EXIT_BAD_INPUT, EXIT_FAILED, store_location, write_result
+from bmfleet.worker.compile import EXIT_BAD_INPUT, EXIT_FAILED, write_result
 from bmfleet.worker.gate_run import GateRun
 from bmfleet.worker.inputs import InputError, resolve
+from bmfleet.worker.storage import StepStore, add_store_arguments, open_step_store
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,17 +29,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model-sha256")
     p.add_argument("--calibration", help="calibration samples (similarity gate)")
     p.add_argument("--gates", required=True, help="spec.gates as JSON")
-    p.add_argument("--store", required=True, help="pvc://<claim>/<prefix> or file:///dir")
+    add_store_arguments(p)
     p.add_argument("--outdir", required=True)
     p.add_argument("--result")
     return p
 
 
-def _local(uri: str, workdir: Path, store_root: Path, store_base: str) -> Path:
-    """A store URI is a path under the mounted store; anything else is an input."""
-    if uri.startswith(store_base + "/"):
-        return FileStore(store_root).path(uri.removeprefix(store_base + "/"))
-    return resolve(uri, workdir)
+def _fp32_cache(store: StepStore, workdir: Path) -> Path:
+    """Where FP32 outputs are cached: in a mounted store (shared by every gate run), else in this run only."""
+    if isinstance(store.store, FileStore):
+        return store.store.root / "cache" / "fp32"
+    return workdir / "fp32-cache"
 
 
 def _compact(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,13 +58,18 @@ def main(argv: list[str]) -> int:
     t0 = time.monotonic()
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    root, base = store_location(args.store)
+    try:
+        store = open_step_store(args.store, args.store_credentials)
+        bmodel = store.local(args.bmodel, outdir / "stored" / "combined.bmodel")
+    except (StoreError, ValueError, OSError) as exc:  # the store is unreachable or refuses: the Job retries
+        write_result(args.result, {"state": "Failed", "reason": "StoreFailed", "message": str(exc)[:3000]})
+        return EXIT_FAILED
     try:
         gates = Gates.model_validate(json.loads(args.gates))
-        bmodel = _local(args.bmodel, outdir, root, base)
         model = resolve(args.model, outdir, args.model_sha256)
         calibration = resolve(args.calibration, outdir) if args.calibration else None
-        run = GateRun(gates, bmodel, model, calibration, outdir, FileStore(root), inputs=lambda u: resolve(u, outdir))
+        fp32_cache = _fp32_cache(store, outdir)
+        run = GateRun(gates, bmodel, model, calibration, outdir, fp32_cache, inputs=lambda u: resolve(u, outdir))
         result, report = run.run()
     except (InputError, GateInputError, ValueError) as exc:
         write_result(args.result, {"state": "Failed", "reason": "BadGateInput", "message": str(exc)[:3000]})
@@ -71,14 +78,18 @@ def main(argv: list[str]) -> int:
         message = f"{exc.message}\n{exc.log_tail}".strip()[-3000:]
         write_result(args.result, {"state": "Failed", "reason": "GateRunFailed", "message": message})
         return EXIT_FAILED
-    store = FileStore(root)
+    try:
+        (_, report_uri), (_, result_uri) = store.put(report), store.put(report.with_name("result.json"))
+    except (StoreError, OSError) as exc:
+        write_result(args.result, {"state": "Failed", "reason": "StoreFailed", "message": str(exc)[:3000]})
+        return EXIT_FAILED
     record: dict[str, Any] = {
         "state": "Succeeded",
         "passed": result.passed,
         "summary": result.summary()[:1000],
         "checks": _compact([c.model_dump() for c in result.checks]),
-        "reportUri": f"{base}/{store.put(report).key}",
-        "resultUri": f"{base}/{store.put(report.with_name('result.json')).key}",
+        "reportUri": report_uri,
+        "resultUri": result_uri,
         "seconds": round(time.monotonic() - t0, 1),
         "timings": {k: round(v, 2) for k, v in run.timings.items()},
     }

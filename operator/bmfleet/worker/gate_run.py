@@ -20,7 +20,6 @@ from bmfleet.gates import classification, datasets, detection, similarity, thres
 from bmfleet.gates.errors import GateInputError
 from bmfleet.gates.report import DetectionSample, ReportData, write_report
 from bmfleet.gates.result import GateResult, combine
-from bmfleet.store.fs import FileStore
 from bmfleet.toolchains.simulator import run_bmodel
 
 Sample = dict[str, npt.NDArray[np.float32]]
@@ -37,13 +36,13 @@ class GateRun:
         model: Path,
         calibration: Path | None,
         workdir: Path,
-        store: FileStore,
+        fp32_cache: Path,
         inputs: Callable[[str], Path],
     ) -> None:
         import onnxruntime as ort  # type: ignore[import-untyped]
 
-        self.gates, self.model, self.calibration, self.work, self.store, self.inputs = (
-            gates, model, calibration, workdir, store, inputs)  # fmt: skip
+        self.gates, self.model, self.calibration, self.work, self.fp32_cache, self.inputs = (
+            gates, model, calibration, workdir, fp32_cache, inputs)  # fmt: skip
         workdir.mkdir(parents=True, exist_ok=True)
         self.bmodel = workdir / "combined.bmodel"  # the runtime picks its loader by the file extension
         shutil.copyfile(bmodel, self.bmodel)
@@ -99,13 +98,13 @@ class GateRun:
         return int8, fp32
 
     def _fp32(self, batches: list[tuple[Sample, int]]) -> list[Sample]:
-        """onnxruntime on the same batches, cached in the store by model digest and input content."""
+        """onnxruntime on the same batches, cached (in a mounted store) by model digest and input content."""
         t0 = time.perf_counter()
         h = hashlib.sha256(self._model_digest.encode())
         for feed, real in batches:
             for n in self.input_names:
                 h.update(feed[n][:real].tobytes())
-        cache = self.store.root / "cache" / "fp32" / f"{h.hexdigest()}.npz"
+        cache = self.fp32_cache / f"{h.hexdigest()}.npz"
         if cache.is_file():
             with np.load(cache) as hit:
                 stacked = {n: hit[n] for n in self.output_names}

@@ -1,5 +1,6 @@
 """`bmfleet worker publish`: what a publish Job runs. Push the combined bmodel (verified against its digest), the
-gate report and result and the provenance record to the OCI registry as one ORAS-compatible artifact."""
+gate report and result and the provenance record to the OCI registry as one ORAS-compatible artifact. The files
+come from the build's store, whatever its backend (fetched by digest from a remote one)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,8 @@ from pathlib import Path
 
 from bmfleet.store.artifact import MEDIA_BMODEL, MEDIA_GATE_REPORT, MEDIA_GATE_RESULT, MEDIA_PROVENANCE, ArtifactFile
 from bmfleet.store.base import StoreError
-from bmfleet.store.fs import FileStore
-from bmfleet.worker.compile import EXIT_BAD_INPUT, EXIT_FAILED, store_location, write_result
-
-
-def _stored(uri: str, root: Path, base: str) -> Path:
-    if not uri.startswith(base + "/"):
-        raise ValueError(f"{uri} is not in the build's store {base}")
-    return FileStore(root).path(uri.removeprefix(base + "/"))
+from bmfleet.worker.compile import EXIT_BAD_INPUT, EXIT_FAILED, write_result
+from bmfleet.worker.storage import add_store_arguments, open_step_store
 
 
 def main(argv: list[str]) -> int:
@@ -24,27 +19,36 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bmfleet worker publish", description="Push a verified bmodel to a registry.")
     p.add_argument("--registry", required=True, help="oci://host[:port]/repository")
     p.add_argument("--bmodel", required=True)
-    p.add_argument("--store", required=True)
+    add_store_arguments(p)
     p.add_argument("--provenance", required=True, help="provenance record as JSON")
     p.add_argument("--report")
     p.add_argument("--gate-result")
     p.add_argument("--tag")
     p.add_argument("--credentials", help="a .dockerconfigjson file")
+    p.add_argument("--outdir", help="scratch space for the files fetched from the store (default: beside --result)")
     p.add_argument("--result")
     args = p.parse_args(argv)
     from bmfleet.store.oci import OciStore
 
-    root, base = store_location(args.store)
     try:
-        work = Path(args.result).parent if args.result else Path(".")
+        work = Path(args.outdir) if args.outdir else Path(args.result).parent if args.result else Path(".")
+        work.mkdir(parents=True, exist_ok=True)
         prov = work / "provenance.json"
         prov.write_text(json.dumps(json.loads(args.provenance), indent=1, sort_keys=True))
-        bmodel = _stored(args.bmodel, root, base)
+        store = open_step_store(args.store, args.store_credentials)
+        bmodel = store.local(args.bmodel, work / "stored" / "model.bmodel")
         files = [ArtifactFile(bmodel, MEDIA_BMODEL, "model.bmodel"), ArtifactFile(prov, MEDIA_PROVENANCE)]
-        if args.report:
-            files.append(ArtifactFile(_stored(args.report, root, base), MEDIA_GATE_REPORT, "report.html"))
-        if args.gate_result:
-            files.append(ArtifactFile(_stored(args.gate_result, root, base), MEDIA_GATE_RESULT, "result.json"))
+        for uri, media_type, title in ((args.report, MEDIA_GATE_REPORT, "report.html"),
+                                       (args.gate_result, MEDIA_GATE_RESULT, "result.json")):  # fmt: skip
+            if uri:
+                files.append(ArtifactFile(store.local(uri, work / "stored" / title), media_type, title))
+    except StoreError as exc:
+        write_result(args.result, {"state": "Failed", "reason": "StoreFailed", "message": str(exc)[:3000]})
+        return EXIT_FAILED
+    except (ValueError, OSError) as exc:
+        write_result(args.result, {"state": "Failed", "reason": "BadInput", "message": str(exc)[:3000]})
+        return EXIT_BAD_INPUT
+    try:
         secret = json.loads(Path(args.credentials).read_text()) if args.credentials else None
         registry = OciStore.from_uri(args.registry, secret)
         manifest = registry.push_artifact(files, tag=args.tag)
