@@ -82,6 +82,21 @@ INVALID = {
         "should match",
     ),
     "unknown precision": (_with("precision", "INT4"), "spec.precision", "Unsupported value"),
+    "oci store with a pvc uri": (
+        _with("output.store", {"type": "oci", "uri": "pvc://artifacts/builds"}),
+        "spec.output.store.uri",
+        "a store of type oci needs oci://",
+    ),
+    "s3 store with an oci uri": (
+        _with("output.store", {"type": "s3", "uri": "oci://registry.example/b"}),
+        "spec.output.store.uri",
+        "a store of type s3 needs s3://",
+    ),
+    "pvc store with credentials": (
+        _with("output.store", {"type": "pvc", "uri": "pvc://artifacts/b", "credentialsSecret": "c"}),
+        "spec.output.store.credentialsSecret",
+        "a pvc store takes no credentials",
+    ),
 }
 
 

@@ -70,10 +70,9 @@ def oras(tools: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
-@pytest.fixture(scope="session")
-def s3(tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
-    """versitygw over a directory; the posix backend serves each top-level directory as a bucket."""
-    state = tmp_path_factory.mktemp("s3")
+def versitygw_server(tools: Path, state: Path) -> tuple[Server, Path]:
+    """versitygw over a directory (bucket S3_BUCKET made); the posix backend serves each top-level directory as
+    a bucket. Returns the server (not started) and its data directory."""
     (state / "data" / S3_BUCKET).mkdir(parents=True)
     port = free_port()
     argv = [str(tools / "versitygw"), "--access", S3_ACCESS, "--secret", S3_SECRET, "--port", f"127.0.0.1:{port}"]
@@ -81,8 +80,14 @@ def s3(tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     server = Server(
         "versitygw", argv, port, state / "versitygw.log", lambda: http_status(f"http://127.0.0.1:{port}/") == 403
     )
+    return server, state / "data"
+
+
+@pytest.fixture(scope="session")
+def s3(tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    server, data = versitygw_server(tools, tmp_path_factory.mktemp("s3"))
     server.start()
-    yield server, state / "data"
+    yield server, data
     server.stop()
 
 
