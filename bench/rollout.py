@@ -8,6 +8,7 @@ per phase itself (the gateway alone). Prints rollout wall time per phase, gatewa
 Kubernetes API requests (apiserver_request_total before/after), blob bytes served vs size x devices.
 
     .venv/bin/python bench/rollout.py --devices 1000 [--via rollout|direct] [--artifact-kib 256] [--phases 10,50,100]
+    .venv/bin/python bench/rollout.py --devices 1000,3000,10000 --agents light      # the curve, one line per size
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from rollout_metrics import (  # noqa: E402
     StatusWatch,
     apiserver_requests,
     gateway_metrics,
+    print_curve,
     proc_usage,
     report,
 )
@@ -180,7 +182,7 @@ def create_rollout(api: client.ApiClient, entry: dict[str, Any], ns: Any) -> Non
         obj = custom.get_namespaced_custom_object("bmfleet.io", "v1alpha1", NS, "bmodelrollouts", "bench")
         return bool((obj.get("status") or {}).get("observedGeneration"))
 
-    wait_for(seen, 120, "the operator to take up the rollout", interval=0.5)
+    wait_for(seen, 900, "the operator to take up the rollout", interval=0.5)
 
 
 def via_controller(
@@ -199,7 +201,7 @@ def via_controller(
         print(f"phase {pct:3d}%: {target:5d} devices Active after {time.monotonic() - t0:5.1f}s", flush=True)
 
 
-def run(args: argparse.Namespace, work: Path) -> None:
+def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
     t0 = time.monotonic()
     sandbox = start(work / "sandbox", find_binaries(ROOT))
     print(f"sandbox up in {time.monotonic() - t0:.1f}s", flush=True)
@@ -245,14 +247,18 @@ def run(args: argparse.Namespace, work: Path) -> None:
         wall = time.monotonic() - start_all
         time.sleep(args.batch_settle)  # the last flush of status writes
         api1, gwm1, cpu1 = apiserver_requests(sandbox), gateway_metrics(admin_url), proc_usage(gw.pid)
-        report(args, data, wall, api0, api1, gwm0, gwm1, cpu0, cpu1)
+        figures = report(args, data, wall, api0, api1, gwm0, gwm1, cpu0, cpu1)
         if op is not None and op.proc and op0:
             op1 = proc_usage(op.proc.pid)
-            print(f"operator CPU:             {op1[0] - op0[0]:.1f} s during the rollout; RSS {op1[1] / 1024:.0f} MiB "
-                  f"(peak {op1[2] / 1024:.0f} MiB)")  # fmt: skip
+            cpu = op1[0] - op0[0]
+            print(f"operator CPU:             {cpu:.1f} s during the rollout ({cpu / wall:.2f} cores on average); "
+                  f"RSS {op1[1] / 1024:.0f} MiB (peak {op1[2] / 1024:.0f} MiB)")  # fmt: skip
+            figures |= {"operatorCpu": cpu, "operatorCores": cpu / wall,
+                        "operatorRssMiB": op1[2] / 1024}  # fmt: skip
         lines = (work / "gateway.log").read_text().splitlines()
         problems = [ln for ln in lines if " WARNING " in ln or " ERROR " in ln]
         print(f"gateway log: {len(problems)} warnings/errors", *problems[:5], sep="\n  ")
+        return figures
     finally:
         for p in procs:
             if p.stdin:
@@ -276,7 +282,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--devices", type=int, default=100)
+    p.add_argument("--devices", type=lambda s: [int(x) for x in s.split(",")], default=[100],
+                   help="fleet size; a list (1000,3000,10000) runs each in turn and prints the curve")  # fmt: skip
     p.add_argument("--artifact-kib", type=int, default=256)
     p.add_argument("--phases", type=lambda s: [int(x) for x in s.split(",")], default=[10, 50, 100])
     p.add_argument("--per-process", type=int, default=500, help="agents per worker process")
@@ -306,15 +313,21 @@ def main() -> int:
     p.add_argument("--prefix", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.agent_worker:
+        (args.devices,) = args.devices  # one count per worker process
         return agent_worker(args)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup (sandbox, processes) on SIGTERM
-    if args.keep:
-        work = tempfile.mkdtemp(prefix="bmfleet-rollout-")
-        print(f"work dir (kept): {work}", flush=True)
-        run(args, Path(work))
-        return 0
-    with tempfile.TemporaryDirectory(prefix="bmfleet-rollout-") as tmp:
-        run(args, Path(tmp))
+    rows = []
+    for n in args.devices:
+        one = argparse.Namespace(**{**vars(args), "devices": n})
+        if args.keep:
+            work = tempfile.mkdtemp(prefix="bmfleet-rollout-")
+            print(f"work dir (kept): {work}", flush=True)
+            rows.append(run(one, Path(work)))
+            continue
+        with tempfile.TemporaryDirectory(prefix="bmfleet-rollout-") as tmp:
+            rows.append(run(one, Path(tmp)))
+    if len(rows) > 1:
+        print_curve(rows)
     return 0
 
 

@@ -87,7 +87,8 @@ def gateway_metrics(admin_url: str) -> str:
 
 
 def report(args: argparse.Namespace, data: bytes, wall: float, api0: dict[str, float], api1: dict[str, float],
-           gwm0: str, gwm1: str, cpu0: tuple[float, int, int], cpu1: tuple[float, int, int]) -> None:  # fmt: skip
+           gwm0: str, gwm1: str, cpu0: tuple[float, int, int],
+           cpu1: tuple[float, int, int]) -> dict[str, float]:  # fmt: skip
     def gw_total(text: str, name: str) -> float:
         return sum(prometheus(text, name).values())
 
@@ -111,3 +112,17 @@ def report(args: argparse.Namespace, data: bytes, wall: float, api0: dict[str, f
     print(f"API requests (all):       {sum(delta.values()):.0f}; on edgedevices: {ed}")
     if args.via == "direct":
         print(f"  of which this script's spec.desired writes: {args.devices} (the rollout controller's job)")
+    return {"devices": args.devices, "wall": wall, "gatewayCpu": cpu1[0] - cpu0[0], "gatewayRssMiB": cpu1[2] / 1024,
+            "apiRequests": sum(delta.values()), "bytesRatio": served / expected}  # fmt: skip
+
+
+def print_curve(rows: list[dict[str, float]]) -> None:
+    """One line per fleet size, side by side: how each cost grows with the number of devices."""
+    cols = [("devices", "devices", "{:.0f}"), ("wall", "wall s", "{:.1f}"), ("operatorCpu", "op CPU s", "{:.1f}"),
+            ("operatorCores", "op cores", "{:.2f}"), ("operatorRssMiB", "op RSS MiB", "{:.0f}"),
+            ("gatewayCpu", "gw CPU s", "{:.1f}"), ("gatewayRssMiB", "gw RSS MiB", "{:.0f}"),
+            ("apiRequests", "API reqs", "{:.0f}"), ("bytesRatio", "bytes/(size*N)", "{:.4f}")]  # fmt: skip
+    print("\nrollout curve")
+    print("".join(f"{title:>15}" for _, title, _ in cols))
+    for row in rows:
+        print("".join(f"{fmt.format(row[key]) if key in row else '-':>15}" for key, _, fmt in cols))

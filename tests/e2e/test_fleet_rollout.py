@@ -95,6 +95,8 @@ def test_rollout_to_fifty_agents(
     served = gateway.blob_requests()
     assert set(served) <= {"200", "206"} and sum(served.values()) >= 50, served  # nobody was refused a blob
     assert gateway.bytes_served() == 50 * size
+    # 50 devices, one fetch from the registry into the gateway's cache.
+    assert gateway.metrics().get(("bmfleet_gateway_blob_fetches_total", (("result", "ok"),))) == 1.0
     assert not fleet.dead()
 
     # The operator's /metrics: rollout devices by state are the sum of every rollout's status counts.

@@ -13,6 +13,8 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from bmfleet.api.device import ASSIGNED_AT_ANNOTATION
+from bmfleet.controllers.coalesce import Coalescer
+from bmfleet.controllers.fleet import FleetCache
 from bmfleet.controllers.publish import merge_patch, publish_rollout
 from bmfleet.controllers.rollouts import WrittenDesired, desired_patch, device_view, reconcile_rollout, to_device
 
@@ -67,6 +69,8 @@ class FakeCustom:
         return self.put(plural, body)
 
     def patch_namespaced_custom_object(self, g: str, v: str, ns: str, plural: str, name: str, patch: Any) -> Any:
+        if (plural, name) not in self.objects:
+            raise ApiException(status=404)
         obj = self.objects[(plural, name)]
         want = (patch.get("metadata") or {}).get("resourceVersion")
         if name in self.conflict_once or (want and want != obj["metadata"]["resourceVersion"]):
@@ -280,8 +284,7 @@ def test_merge_patch_removes_keys() -> None:
 
 
 def test_coalesced_bursts_run_at_most_twice_and_spaced() -> None:
-    from bmfleet.controllers.rollout_handlers import coalesced
-
+    passes = Coalescer(min_interval=0.3)
     starts: list[float] = []
     entered, release = threading.Event(), threading.Event()
 
@@ -291,11 +294,54 @@ def test_coalesced_bursts_run_at_most_twice_and_spaced() -> None:
             entered.set()
             release.wait(10)
 
-    first = threading.Thread(target=coalesced, args=(("ns", "det"), slow_pass, 0.3))
+    first = threading.Thread(target=passes.run, args=(("ns", "det"), slow_pass))
     first.start()
     assert entered.wait(10)
-    for _ in range(50):  # a burst of device events while the first pass runs
-        coalesced(("ns", "det"), slow_pass, 0.3)
+    for i in range(50):  # a burst of device events while the first pass runs, some from the event loop
+        (passes.request if i % 2 else passes.run)(("ns", "det"), slow_pass)
     release.set()
     first.join(10)
     assert len(starts) == 2 and starts[1] - starts[0] >= 0.3
+    done = threading.Event()
+    passes.request(("ns", "det"), done.set)  # idle again: a request runs in the background at once
+    assert done.wait(10)
+
+
+class PagedCustom(FakeCustom):
+    """Lists a page of `limit` objects at a time with a continue token, as the API server does."""
+
+    def list_namespaced_custom_object(self, g: str, v: str, ns: str, plural: str, **kw: Any) -> dict[str, Any]:
+        self.reads.append((plural, f"list {kw.get('_continue')}"))
+        items = sorted((o for (p, _), o in self.objects.items() if p == plural), key=lambda o: o["metadata"]["name"])
+        start = int(kw.get("_continue") or 0)
+        end = start + kw["limit"]
+        return {"items": items[start:end], "metadata": {"continue": str(end) if end < len(items) else None}}
+
+
+def test_fleet_cache_pages_through_the_list_then_follows_events() -> None:
+    kube = FakeKube()
+    kube.custom = PagedCustom()
+    for i in range(1203):
+        kube.custom.put("edgedevices", _device(i))
+    cache = FleetCache()
+    assert cache.load(kube, ["ns"]) == 1203  # type: ignore[arg-type]
+    assert [r for r in kube.custom.reads if r[0] == "edgedevices"] == [
+        ("edgedevices", "list None"), ("edgedevices", "list 500"), ("edgedevices", "list 1000")]  # fmt: skip
+    assert len(cache.devices("ns")) == 1203 and cache.devices("other") == []
+    cache.apply("DELETED", {"metadata": {"namespace": "ns", "name": "dev7"}})
+    changed = _device(8) | {"metadata": {"namespace": "ns", "name": "dev8", "labels": {"fleet": "b"}}}
+    cache.apply("MODIFIED", changed)
+    cache.forget("ns", "dev9")
+    views = {v["name"]: v for v in cache.devices("ns")}
+    assert len(views) == 1201 and "dev7" not in views and views["dev8"]["labels"] == {"fleet": "b"}
+    assert cache.by_state_and_chip() == {("Online", "BM1684"): 1201}
+
+
+def test_a_device_deleted_under_a_pass_is_reported_gone(kube: FakeKube) -> None:
+    kube.custom.put("bmodelrollouts", _rollout(strategy={"phases": [{"percent": 100}]}))
+    views = _views(kube)
+    del kube.custom.objects[("edgedevices", "dev0")]  # the cache still has it
+    gone: list[str] = []
+    done = reconcile_rollout(kube, "ns", "det", views, ["det"], WrittenDesired(), gone.append)  # type: ignore[arg-type]
+    assert done is not None and gone == ["dev0"]
+    assert sorted(_entries(kube)) == ["dev1", "dev2", "dev3"]  # the others were still written

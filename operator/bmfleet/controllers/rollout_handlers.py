@@ -1,13 +1,12 @@
 """kopf handlers for rollouts: every trigger (rollout created, changed, resumed, a timer while work is in
 flight, a device or the rollout's build changed) runs the same level-based `reconcile_rollout`. Devices come
-from a kopf index, so a device report costs no list call; bursts of reports for one rollout are coalesced."""
+from the fleet cache (`fleet.FleetCache`), so a device report costs no list call; bursts of reports for one
+rollout are coalesced into few passes."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 import kopf
@@ -16,50 +15,26 @@ from bmfleet.api.common import GROUP, VERSION
 from bmfleet.api.conditions import READY, RECONCILING, get_condition, is_true
 from bmfleet.api.rollout import LabelSelector
 from bmfleet.controllers import metrics
+from bmfleet.controllers.coalesce import Coalescer
+from bmfleet.controllers.fleet import FleetCache
 from bmfleet.controllers.kube import BUILDS, Kube
 from bmfleet.controllers.publish import ROLLOUTS
-from bmfleet.controllers.rollouts import DEVICES, Reconciled, device_view, reconcile_rollout
+from bmfleet.controllers.rollouts import DEVICES, Reconciled, reconcile_rollout
 from bmfleet.pipeline.selectors import selects
 
 TIMER_SECONDS = 3.0
 PASS_INTERVAL = 0.5  # seconds between two passes of one rollout while device events keep coming
 
-_guard = threading.Lock()
-_running: set[tuple[str, str]] = set()
-_pending: set[tuple[str, str]] = set()
+FLEET = FleetCache()
+PASSES = Coalescer(PASS_INTERVAL)
+Rollouts = kopf.Index[str, dict[str, Any]]
 
 
-def coalesced(key: tuple[str, str], fn: Callable[[], object], min_interval: float = PASS_INTERVAL) -> None:
-    """Run `fn` unless a run for `key` is in progress; then that run goes once more when it is done, and no
-    sooner than `min_interval` after its own start. A burst of device events costs at most two passes per rollout
-    and a steady stream (a thousand agents reporting) at most one pass per interval; two passes of one rollout
-    never run at once."""
-    with _guard:
-        if key in _running:
-            _pending.add(key)
-            return
-        _running.add(key)
-    try:
-        while True:
-            started = time.monotonic()
-            fn()
-            with _guard:
-                if key not in _pending:
-                    break
-                _pending.discard(key)
-            time.sleep(max(0.0, started + min_interval - time.monotonic()))
-    finally:
-        with _guard:
-            _running.discard(key)
-            _pending.discard(key)
-
-
-# The indexers are async: they only reduce the body, and as sync handlers every device's event would queue on
-# the executor's threads (10,000 of them at start).
-@kopf.index(GROUP, VERSION, DEVICES)
-async def fleet_devices(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
-    """EdgeDevices by namespace, reduced to what planning and patching need."""
-    return {namespace or "": device_view(body)}
+@kopf.on.startup()
+def load_fleet(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Every EdgeDevice into the cache before kopf starts watching (runs after `configure`, which it needs)."""
+    count = FLEET.load(memo.kube, list(memo.get("namespaces") or []))
+    logger.info(f"fleet cache: {count} EdgeDevices")
 
 
 @kopf.index(GROUP, VERSION, ROLLOUTS)
@@ -76,19 +51,14 @@ async def fleet_rollouts(
     return {namespace or "": {"name": name, "selector": selector, "build": build, "counts": counts}}
 
 
-def _gauges(devices: kopf.Index[str, dict[str, Any]], rollouts: kopf.Index[str, dict[str, Any]]) -> None:
-    """bmfleet_rollout_devices and bmfleet_fleet_devices, from the indexes (no API call)."""
+def _gauges(rollouts: Rollouts) -> None:
+    """bmfleet_rollout_devices and bmfleet_fleet_devices, from the index and the cache (no API call)."""
     per_state: Counter[str] = Counter()
     for ns in list(rollouts):
         for rollout in list(rollouts.get(ns, [])):
             per_state.update({k: int(v) for k, v in rollout["counts"].items() if k not in ("selected", "targeted")})
     metrics.set_rollout_devices(per_state)
-    fleet: Counter[tuple[str, str]] = Counter()
-    for ns in list(devices):
-        for d in list(devices.get(ns, [])):
-            state = "Ready" if d.get("ready") else "Online" if d.get("online") else "Offline"
-            fleet[(state, str(d.get("chip")))] += 1
-    metrics.set_fleet_devices(fleet)
+    metrics.set_fleet_devices(FLEET.by_state_and_chip())
 
 
 def _success(_: None) -> str:
@@ -96,20 +66,20 @@ def _success(_: None) -> str:
 
 
 @metrics.timed("bmodelrollout", _success)
+def _pass(kube: Kube, namespace: str, name: str, rollouts: Rollouts) -> None:
+    others = [r["name"] for r in rollouts.get(namespace, [])]
+    done = reconcile_rollout(
+        kube, namespace, name, FLEET.devices(namespace), others, gone=partial(FLEET.forget, namespace)
+    )
+    _gauges(rollouts)
+    if done is not None:
+        _post_event(done)
+
+
 def _reconcile(memo: kopf.Memo, namespace: str | None, name: str, kwargs: dict[str, Any]) -> None:
-    namespace = namespace or ""
-    devices: kopf.Index[str, dict[str, Any]] = kwargs["fleet_devices"]
-    rollouts: kopf.Index[str, dict[str, Any]] = kwargs["fleet_rollouts"]
-    kube: Kube = memo.kube
-
-    def run() -> None:
-        others = [r["name"] for r in rollouts.get(namespace, [])]
-        done = reconcile_rollout(kube, namespace, name, list(devices.get(namespace, [])), others)
-        _gauges(devices, rollouts)
-        if done is not None:
-            _post_event(done)
-
-    coalesced((namespace, name), run)
+    """A pass now, in this handler's thread (kopf retries it if it raises)."""
+    ns = namespace or ""
+    PASSES.run((ns, name), partial(_pass, memo.kube, ns, name, kwargs["fleet_rollouts"]))
 
 
 WARNINGS = ("Aborted", "RolledBack")
@@ -146,14 +116,20 @@ def bmodelrollout_tick(name: str, namespace: str | None, memo: kopf.Memo, **kwar
 
 
 @kopf.on.event(GROUP, VERSION, DEVICES)
-def edgedevice_changed(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    """A device registered, reported or was deleted: re-plan the rollouts that select it or hold its entries."""
+async def edgedevice_changed(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """A device registered, reported or was deleted: into the cache, then a pass (in the background, coalesced)
+    of the rollouts that select it or hold its entries. Async: ten thousand devices' events never queue on the
+    handler threads."""
+    FLEET.apply(event.get("type"), body)
+    ns, rollouts = namespace or "", kwargs["fleet_rollouts"]
     labels = dict(body.metadata.labels or {})
     holders = {m.get("rollout") for m in (body.get("spec", {}).get("desired") or {}).get("models") or []}
-    for rollout in list(kwargs["fleet_rollouts"].get(namespace or "", [])):
+    for rollout in list(rollouts.get(ns, [])):
         selector = rollout["selector"]
         if rollout["name"] in holders or (selector is not None and selects(selector, labels)):
-            _reconcile(memo, namespace, rollout["name"], kwargs)
+            PASSES.request((ns, rollout["name"]), partial(_pass, memo.kube, ns, rollout["name"], rollouts))
 
 
 @kopf.on.event(GROUP, VERSION, BUILDS)

@@ -1,12 +1,12 @@
 """BModelRollout controller: gather the inputs of `pipeline.rollout.plan` (the rollout, its artifact, the devices
-from a kopf index), then write what the plan changed: EdgeDevice desired entries first, the status last.
+from the fleet cache), then write what the plan changed: EdgeDevice desired entries first, the status last.
 Kopf-free; the handlers are in `rollout_handlers`."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -125,12 +125,16 @@ def desired_patch(view: Mapping[str, Any], entry: dict[str, Any], now: datetime)
     }
 
 
+class DeviceGoneError(Exception):
+    """The EdgeDevice was deleted (the planner's view still had it)."""
+
+
 def write_desired(
     kube: Kube, namespace: str, view: Mapping[str, Any], entry: dict[str, Any], now: datetime
 ) -> dict[str, Any] | None:
     """Write one device's entry; on a conflict (another rollout wrote another model, or the device changed) read
     the device again and merge into what is there. Returns the device's view after the write, None if nothing
-    was written."""
+    was written; DeviceGoneError if the device no longer exists."""
     for _ in range(3):
         patch = desired_patch(view, entry, now)
         if patch is None:
@@ -142,12 +146,12 @@ def write_desired(
             return device_view(done)
         except ApiException as exc:
             if exc.status == 404:
-                return None
+                raise DeviceGoneError(str(view["name"])) from None
             if exc.status != 409:
                 raise
         fresh = get_object(kube, namespace, DEVICES, str(view["name"]))
         if fresh is None:
-            return None
+            raise DeviceGoneError(str(view["name"]))
         view = device_view(fresh)
     raise RuntimeError(f"EdgeDevice {view['name']}: spec.desired kept changing under us")
 
@@ -203,8 +207,9 @@ def reconcile_rollout(
     devices: Iterable[Mapping[str, Any]],
     others: Iterable[str],
     written: WrittenDesired = WRITTEN,
+    gone: Callable[[str], None] = lambda name: None,
 ) -> Reconciled | None:
-    """One level-based pass; None if the rollout is gone."""
+    """One level-based pass; None if the rollout is gone. `gone` hears of devices deleted under the pass."""
     body = get_object(kube, namespace, ROLLOUTS, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
@@ -224,8 +229,11 @@ def reconcile_rollout(
             ref = RolloutRef(name, str(meta.get("uid")), generation, _promote(meta), frozenset(others) - {name})
             planned = plan(spec, artifact, [to_device(v, spec.model_name) for v in views.values()], now, old, ref)
             for device, entry in sorted(planned.desired.items()):
-                if (after := write_desired(kube, namespace, views[device], entry, now)) is not None:
-                    written.remember(namespace, after)
+                try:
+                    if (after := write_desired(kube, namespace, views[device], entry, now)) is not None:
+                        written.remember(namespace, after)
+                except DeviceGoneError:
+                    gone(device)  # counted in this pass's status still; the next pass no longer sees it
             status = planned.status
     if status_changed(old, status):
         try:

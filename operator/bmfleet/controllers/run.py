@@ -15,5 +15,11 @@ def run(namespaces: list[str], liveness: str | None, verbose: bool, metrics_bind
     kopf.configure(verbose=verbose)
     if metrics_bind:
         serve(metrics_bind)
-    kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)
+    kopf.run(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(namespaces=list(namespaces)),
+    )
     return 0

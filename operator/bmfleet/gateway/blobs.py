@@ -66,13 +66,14 @@ class BlobSource:
         cache_dir: Path,
         credentials: Mapping[str, object] | None = None,
         ca_bundle: Path | None = None,
+        on_fetch: Callable[[str], None] = lambda result: None,
     ) -> None:
         self.allowed = [a.rstrip("/") for a in allowed] or ["pvc:/"]
         self.pvc_root, self.cache_dir = pvc_root, cache_dir
         self.credentials, self.ca_bundle = credentials, ca_bundle
         self._verified: dict[tuple[str, int, int, int], bool] = {}
         self._inflight: dict[str, asyncio.Future[LocalBlob]] = {}
-        self.fetches = 0
+        self.on_fetch = on_fetch  # each remote fetch's result: ok, mismatch or failed (the gateway's metric)
 
     def _permitted(self, root: str) -> bool:
         """Under an allowed store, by plain prefix; dot segments and escapes would walk out of it, so none."""
@@ -136,10 +137,12 @@ class BlobSource:
             store = open_store(StoreRef(type=scheme, uri=root), self.credentials, ca_bundle=self.ca_bundle)
             await asyncio.to_thread(store.fetch, hexdigest, dest)
         except DigestMismatchError as e:
+            self.on_fetch("mismatch")
             raise BlobError(502, f"sha256:{hexdigest} from {scheme} did not match its digest") from e
         except (StoreError, ValueError, OSError) as e:
+            self.on_fetch("failed")
             raise BlobError(502, f"fetching sha256:{hexdigest} from its {scheme} store failed: {e}") from e
-        self.fetches += 1
+        self.on_fetch("ok")
         return LocalBlob(dest, dest.stat().st_size)
 
 

@@ -52,6 +52,7 @@ class Gateway:
         self.blobs = blobs.BlobSource(
             config.store_uris, config.pvc_root, config.cache_dir,
             load_credentials(config.store_credentials), config.store_ca_bundle,
+            on_fetch=lambda result: self.metrics.blob_fetches.labels(result).inc(),
         )  # fmt: skip
         # Registration and rotation wait on the API server (2-3 calls each); a fleet coming up registers at once.
         self.api_pool = ThreadPoolExecutor(API_THREADS, thread_name_prefix="gateway-api")
