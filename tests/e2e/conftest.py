@@ -30,8 +30,8 @@ from tests.integration.conftest import (  # noqa: F401 - the session's fixtures,
     operator_kubeconfig,
     sandbox,
 )
-from tests.store.conftest import crane_server
-from tests.store.servers import BUILD_HINT, Server, find_tools
+from tests.store.conftest import own_crane
+from tests.store.servers import Server
 
 BOOTSTRAP = "bootstrap-" + uuid.uuid4().hex
 
@@ -77,14 +77,8 @@ def builds(api: client.ApiClient, e2e: Env) -> Builds:  # noqa: F811
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Server]:
     """A registry of the test's own (it may stop and restart it: blobs survive on disk, on the same port)."""
-    tools = find_tools()
-    if tools is None or not (tools / "crane").is_file():
-        pytest.skip(f"crane not built: {BUILD_HINT}")
-    state = tmp_path / "registry"
-    state.mkdir()
-    server = crane_server(tools, state).start()
-    yield server
-    server.stop()
+    with own_crane(tmp_path / "registry") as (server, _):
+        yield server
 
 
 @pytest.fixture

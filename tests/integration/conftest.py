@@ -25,6 +25,7 @@ from bmfleet.cli.devenv import (
 )
 from bmfleet.sandbox.controlplane import Sandbox, close_client, find_binaries, find_repo_root, start, stop
 from bmfleet.sandbox.kubeconfig import require_loopback
+from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 from bmfleet.sandbox.trained import TrainedModel, cached_models_dir, train_classifier, train_detector
 from bmfleet.toolchains.tpu_mlir import find_bin_dir
 
@@ -192,6 +193,20 @@ def sample(name: str = "ssd300", **spec_overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = yaml.safe_load((root / "docs" / "examples" / "bmodelbuild.yaml").read_text())
     body["metadata"] = {"name": name}
     body["spec"].update(spec_overrides)
+    return body
+
+
+def executed_sample_with_missing_model(name: str) -> dict[str, Any]:
+    """One stage whose pod really runs (sandbox kubelet) and fails fast: its bmnetu model files do not exist."""
+    body = sample(name)
+    body["spec"]["shapes"] = [{"shape": "[1,3,300,300]"}]
+    body["spec"]["compile"] = {"retries": 0}
+    body["spec"]["placement"] = {"podAnnotations": {EXECUTE_ANNOTATION: "true"}}
+    body["spec"]["model"] = {
+        "format": "umodel",
+        "uri": "file:///nonexistent/ssd.prototxt",
+        "weightsUri": "file:///nonexistent/ssd.umodel",
+    }
     return body
 
 

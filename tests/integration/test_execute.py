@@ -4,20 +4,11 @@ process, and the worker's result record comes back through the pod's termination
 from __future__ import annotations
 
 from bmfleet.cli.devenv import OperatorProcess
-from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
-from tests.integration.conftest import Builds, sample
+from tests.integration.conftest import Builds, executed_sample_with_missing_model
 
 
 def test_compile_pod_runs_its_command_and_reports_back(builds: Builds, operator: OperatorProcess) -> None:
-    body = sample("real")
-    body["spec"]["shapes"] = [{"shape": "[1,3,300,300]"}]
-    body["spec"]["compile"] = {"retries": 0}
-    body["spec"]["placement"] = {"podAnnotations": {EXECUTE_ANNOTATION: "true"}}
-    body["spec"]["model"] = {
-        "format": "umodel",
-        "uri": "file:///nonexistent/ssd.prototxt",
-        "weightsUri": "file:///nonexistent/ssd.umodel",
-    }
+    body = executed_sample_with_missing_model("real")
     builds.create(body)
     done = builds.wait_condition("real", "Stalled", "True", timeout=90)
 

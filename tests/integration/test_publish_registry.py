@@ -17,22 +17,16 @@ from bmfleet.sandbox.controlplane import Sandbox
 from bmfleet.sandbox.models import write_calibration_dir, write_classifier
 from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 from tests.integration.conftest import Builds
-from tests.store.conftest import crane_server
-from tests.store.servers import BUILD_HINT, Server, find_tools
+from tests.store.conftest import own_crane
+from tests.store.servers import Server
 
 pytestmark = pytest.mark.toolchain
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
-    tools = find_tools()
-    if tools is None or not (tools / "crane").is_file():
-        pytest.skip(f"crane not built: {BUILD_HINT}")
-    state = tmp_path / "registry"
-    state.mkdir()
-    server = crane_server(tools, state).start()
-    yield server, tools
-    server.stop()
+    with own_crane(tmp_path / "registry") as running:
+        yield running
 
 
 @pytest.mark.timeout(900)

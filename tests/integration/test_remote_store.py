@@ -23,7 +23,7 @@ from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
 from bmfleet.store.oci import OciStore
 from bmfleet.store.s3 import S3Store
 from tests.integration.conftest import Builds
-from tests.store.conftest import crane_server, versitygw_server
+from tests.store.conftest import own_crane, versitygw_server
 from tests.store.servers import BUILD_HINT, S3_ACCESS, S3_BUCKET, S3_SECRET, Server, find_tools
 
 pytestmark = pytest.mark.toolchain
@@ -39,10 +39,8 @@ def tools() -> Path:
 
 @pytest.fixture
 def registry(tools: Path, tmp_path: Path) -> Iterator[Server]:
-    (tmp_path / "registry").mkdir()
-    server = crane_server(tools, tmp_path / "registry").start()
-    yield server
-    server.stop()
+    with own_crane(tmp_path / "registry") as (server, _):
+        yield server
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import pytest
 
 from bmfleet.cli.devenv import OperatorProcess, create_store_claim, wait_for
 from bmfleet.cli.main import main
-from bmfleet.sandbox.stages import EXECUTE_ANNOTATION
-from tests.integration.conftest import Builds, sample
+from tests.integration.conftest import Builds, executed_sample_with_missing_model, sample
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -38,15 +37,7 @@ def test_status_shows_a_finished_build(
 def test_logs_print_an_executed_pods_output(
     builds: Builds, operator: OperatorProcess, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    body = sample("logged")
-    body["spec"]["shapes"] = [{"shape": "[1,3,300,300]"}]
-    body["spec"]["compile"] = {"retries": 0}
-    body["spec"]["placement"] = {"podAnnotations": {EXECUTE_ANNOTATION: "true"}}
-    body["spec"]["model"] = {
-        "format": "umodel",
-        "uri": "file:///nonexistent/ssd.prototxt",
-        "weightsUri": "file:///nonexistent/ssd.umodel",
-    }
+    body = executed_sample_with_missing_model("logged")
     builds.create(body)
     builds.wait_condition("logged", "Stalled", "True", timeout=90)
     (pod,) = builds.pods("logged")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,21 @@ def crane_server(tools: Path, state: Path) -> Server:
     return Server(
         "crane registry", argv, port, state / "crane.log", lambda: http_status(f"http://127.0.0.1:{port}/v2/") == 200
     )
+
+
+@contextmanager
+def own_crane(state: Path) -> Iterator[tuple[Server, Path]]:
+    """A `crane registry serve` of the caller's own over `state` (and the tools directory); skips the test when
+    crane is not built. For tiers whose tests may stop and restart it (blobs stay on disk, same port)."""
+    tools = find_tools()
+    if tools is None or not (tools / "crane").is_file():
+        pytest.skip(f"crane not built: {BUILD_HINT}")
+    state.mkdir(exist_ok=True)
+    server = crane_server(tools, state).start()
+    try:
+        yield server, tools
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from bmfleet.api.common import GROUP, VERSION
 from bmfleet.controllers import metrics
 from bmfleet.controllers import settings as operator_settings
 from bmfleet.controllers.builds import Cache, Outcome, build_lock, reconcile, status_changed
-from bmfleet.controllers.kube import BUILDS, Kube, NamespaceTerminatingError, make_api_client
+from bmfleet.controllers.kube import BUILDS, Kube, NamespaceTerminatingError, get_object, make_api_client
 from bmfleet.pipeline.names import LABEL_BUILD
 from bmfleet.pipeline.status import RESULT_FIELDS
 
@@ -117,7 +117,7 @@ def _reconcile(
     kube: Kube = memo.kube
     with build_lock(namespace, name):
         # Read under the lock: a reconcile started by a Job event sees what the previous one wrote.
-        build = kube.get_build(namespace, name)
+        build = get_object(kube, namespace, BUILDS, name)
         if build is None or build["metadata"].get("deletionTimestamp"):
             return None
         try:

@@ -31,6 +31,17 @@ def make_api_client() -> ApiClient:
     return api
 
 
+def get_object(kube: Kube, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+    """One bmfleet object, or None when there is none of that name."""
+    try:
+        body: dict[str, Any] = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return body
+
+
 class Kube:
     """Thin typed wrapper; returns plain dicts (camelCase, as on the wire) so pipeline code stays client-free."""
 
@@ -43,15 +54,6 @@ class Kube:
     def _plain(self, obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = self.client.sanitize_for_serialization(obj)
         return out
-
-    def get_build(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            body: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, BUILDS, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return body
 
     def patch_build_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, BUILDS, name, {"status": status})

@@ -12,21 +12,10 @@ from bmfleet.api.build import Publish
 from bmfleet.api.common import API_VERSION, GROUP, VERSION
 from bmfleet.api.conditions import PUBLISHED, READY, Cond, get_condition, set_condition
 from bmfleet.api.rollout import BModelRolloutSpec
-from bmfleet.controllers.kube import BUILDS, Kube
+from bmfleet.controllers.kube import BUILDS, Kube, get_object
 from bmfleet.pipeline.names import LABEL_BUILD
 
 ROLLOUTS = "bmodelrollouts"
-
-
-def get_object(kube: Kube, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
-    """One bmfleet object, or None when there is none of that name."""
-    try:
-        body: dict[str, Any] = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return body
 
 
 def owner_reference(build: dict[str, Any]) -> dict[str, Any]:

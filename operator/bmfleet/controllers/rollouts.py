@@ -19,8 +19,8 @@ from bmfleet.api.conditions import READY, STALLED, get_condition
 from bmfleet.api.device import ASSIGNED_AT_ANNOTATION
 from bmfleet.api.rollout import PROMOTE_ANNOTATION, BModelRolloutSpec
 from bmfleet.controllers.builds import status_changed
-from bmfleet.controllers.kube import BUILDS, Kube
-from bmfleet.controllers.publish import ROLLOUTS, get_object
+from bmfleet.controllers.kube import BUILDS, Kube, get_object
+from bmfleet.controllers.publish import ROLLOUTS
 from bmfleet.pipeline.rollout import Artifact, Device, RolloutRef, format_time, parse_time, plan
 from bmfleet.pipeline.rollout_status import unresolved_status
 
@@ -66,7 +66,7 @@ def resolve_artifact(kube: Kube, namespace: str, spec: BModelRolloutSpec) -> Art
 
 
 def device_view(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """What the kopf index keeps per EdgeDevice: enough to plan and to patch (resourceVersion)."""
+    """What the fleet cache keeps per EdgeDevice: enough to plan and to patch (resourceVersion)."""
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     online = get_condition(list(status.get("conditions") or []), "Online") or {}
     return {
@@ -93,7 +93,7 @@ def _assigned(view: Mapping[str, Any]) -> dict[str, str]:
 
 
 def to_device(view: Mapping[str, Any], model: str) -> Device:
-    """An indexed EdgeDevice as the planner sees it, for one model name."""
+    """A cached EdgeDevice as the planner sees it, for one model name."""
     return Device(
         name=str(view["name"]),
         chip=str(view.get("chip") or ""),
@@ -161,11 +161,11 @@ def _version(view: Mapping[str, Any]) -> int:
 
 
 class WrittenDesired:
-    """The devices as this operator last wrote their spec.desired. kopf's index learns of our own writes only
+    """The devices as this operator last wrote their spec.desired. The fleet cache learns of our own writes only
     when their watch events arrive; a pass before that would see the old request, count the device as not yet
     assigned and patch it again with a stale resourceVersion (a 409, a GET and a no-op, per device per pass:
     thousands of requests in a large rollout). spec.desired.version only ever grows (we bump it on every write),
-    so the newer of the index's view and ours is the one with the higher version, for the same uid."""
+    so the newer of the cache's view and ours is the one with the higher version, for the same uid."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -176,7 +176,7 @@ class WrittenDesired:
             self._views[(namespace, str(view["name"]))] = view
 
     def latest(self, namespace: str, view: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Our written view while the index is behind it; the index's view (and forget ours) once it caught up."""
+        """Our written view while the cache is behind it; the cache's view (and forget ours) once it caught up."""
         key = (namespace, str(view["name"]))
         with self._lock:
             mine = self._views.get(key)
